@@ -1,0 +1,1 @@
+"""Reusable building blocks (attention, Swin, normalisation helpers)."""
