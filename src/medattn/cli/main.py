@@ -26,14 +26,17 @@ app = typer.Typer(
 
 # Verb modules, in the order they appear in --help.
 _VERB_MODULES = (
+    "info",
     "datasets",
     "evaluate",
     "models",
     "train",
+    "pretrain",
     "predict",
     "denoise",
     "enhance",
     "serve",
+    "users",
 )
 
 
