@@ -35,6 +35,8 @@ class DatasetIndex:
     unmatched_images: list[Path] = field(default_factory=list)
     unmatched_masks: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Per-sample class labels when the dataset ships them (PH2 clinical diagnosis).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:

@@ -1,0 +1,230 @@
+"""Train/validation/test splits: the PraNet protocol, seeded ratio splits and k-fold.
+
+Every split is reproducible: samples are first put in id order (so the order the
+files were listed in does not matter), then shuffled with ``numpy.random.default_rng(seed)``.
+Splits are saved as JSON (ids and paths relative to a root folder) with
+:func:`save_split` and read back with :func:`load_split`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.data.layouts import discover
+from medattn.data.types import Sample
+from medattn.errors import ConfigError, DatasetError, MedattnIOError
+from medattn.utils.fileio import atomic_write_text
+
+SPLIT_FORMAT = "medattn-split/1"
+PRANET_TEST_FILES = {
+    "kvasir-seg": "kvasir-seg_pranet_test.txt",
+    "cvc-clinicdb": "cvc-clinicdb_pranet_test.txt",
+}
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise MedattnIOError(path, "split list not found") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def pranet_split(data_root: str | Path, splits_dir: str | Path | None = None) -> dict[str, list[Sample]]:
+    """The PraNet protocol (Fan et al., MICCAI 2020) on Kvasir-SEG and CVC-ClinicDB.
+
+    Test sets are the file names listed in ``splits/kvasir-seg_pranet_test.txt`` (100) and
+    ``splits/cvc-clinicdb_pranet_test.txt`` (62); training is everything else
+    (900 Kvasir + 550 ClinicDB = 1450). Returns ``{"train", "test_kvasir", "test_clinicdb"}``.
+    """
+    root = Path(data_root)
+    lists = Path(splits_dir) if splits_dir is not None else root / "splits"
+    out: dict[str, list[Sample]] = {"train": []}
+    for folder, key in (("kvasir-seg", "test_kvasir"), ("cvc-clinicdb", "test_clinicdb")):
+        index = discover(root / folder, layout=folder)
+        names = _read_list(lists / PRANET_TEST_FILES[folder])
+        by_name = {s.image.name: s for s in index.samples}
+        by_stem = {s.image.stem: s for s in index.samples}
+        test: list[Sample] = []
+        for name in names:
+            sample = by_name.get(name) or by_stem.get(Path(name).stem)
+            if sample is None:
+                raise DatasetError(
+                    f"{lists / PRANET_TEST_FILES[folder]}: '{name}' is not an image of {root / folder}"
+                )
+            test.append(sample)
+        if len({s.id for s in test}) != len(test):
+            raise DatasetError(f"{lists / PRANET_TEST_FILES[folder]}: lists a file twice")
+        test_ids = {s.id for s in test}
+        out["train"] += [s for s in index.samples if s.id not in test_ids]
+        out[key] = test
+    return out
+
+
+def _ordered(samples: Sequence[Sample]) -> list[Sample]:
+    ids = [(s.dataset, s.id) for s in samples]
+    if len(set(ids)) != len(ids):
+        raise DatasetError("samples have duplicate ids; cannot split them reproducibly")
+    return sorted(samples, key=lambda s: (s.dataset, s.id))
+
+
+def _part_sizes(n: int, ratios: Sequence[float]) -> list[int]:
+    """Largest-remainder rounding of ``n * ratio``; every non-zero part gets one sample when n allows."""
+    total = float(sum(ratios))
+    exact = [n * r / total for r in ratios]
+    sizes = [int(np.floor(e)) for e in exact]
+    order = sorted(range(len(ratios)), key=lambda i: (exact[i] - sizes[i], -i), reverse=True)
+    for i in order[: n - sum(sizes)]:
+        sizes[i] += 1
+    for i, r in enumerate(ratios):
+        if r > 0 and sizes[i] == 0:
+            donor = max(range(len(sizes)), key=lambda j: sizes[j])
+            if sizes[donor] > 1:
+                sizes[donor] -= 1
+                sizes[i] += 1
+    return sizes
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """``"7:1:2"`` -> ``(7.0, 1.0, 2.0)``."""
+    try:
+        ratios = tuple(float(t) for t in text.replace("/", ":").replace(",", ":").split(":"))
+    except ValueError:
+        raise ConfigError(f"ratios '{text}': expected numbers separated by ':' such as 7:1:2") from None
+    _check_ratios(ratios)
+    return ratios
+
+
+def _check_ratios(ratios: Sequence[float]) -> None:
+    if not 2 <= len(ratios) <= 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ConfigError(f"ratios {tuple(ratios)}: give 2 or 3 non-negative parts (train:val[:test])")
+
+
+def ratio_split(
+    samples: Sequence[Sample], ratios: Sequence[float] = (7, 1, 2), seed: int = 0
+) -> dict[str, list[Sample]]:
+    """Seeded random split by ratios: 3 parts give ``train/val/test``, 2 parts ``train/val``."""
+    _check_ratios(ratios)
+    ordered = _ordered(samples)
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    names = ("train", "val", "test")[: len(ratios)]
+    out: dict[str, list[Sample]] = {}
+    start = 0
+    for name, size in zip(names, _part_sizes(len(ordered), ratios), strict=True):
+        out[name] = [ordered[i] for i in perm[start : start + size]]
+        start += size
+    return out
+
+
+def kfold_split(samples: Sequence[Sample], k: int = 5, seed: int = 0) -> list[dict[str, list[Sample]]]:
+    """Seeded k-fold: fold ``i`` validates on the ``i``-th of k near-equal parts and trains on the rest."""
+    ordered = _ordered(samples)
+    if k < 2 or k > len(ordered):
+        raise ConfigError(f"k-fold with k={k}: need 2 <= k <= number of samples ({len(ordered)})")
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    parts = np.array_split(perm, k)
+    folds = []
+    for i in range(k):
+        val = [ordered[j] for j in parts[i]]
+        train = [ordered[j] for p, part in enumerate(parts) if p != i for j in part]
+        folds.append({"train": train, "val": val})
+    return folds
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _rel(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    return Path(os.path.relpath(Path(path).resolve(), root)).as_posix()
+
+
+def save_split(
+    path: str | Path,
+    split: Mapping[str, Sequence[Sample]],
+    root: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``split`` as JSON (atomically): ids, dataset names and paths relative to ``root``.
+
+    ``root`` defaults to the deepest folder holding every file; it is stored as an absolute
+    path and can be overridden when loading (for a moved dataset). ``meta`` (protocol,
+    seed, ratios ...) is stored alongside for provenance.
+    """
+    files = [
+        Path(f).resolve()
+        for part in split.values()
+        for s in part
+        for f in (s.image, s.mask, *s.extra_masks)
+        if f
+    ]
+    if not files:
+        raise DatasetError("cannot save an empty split")
+    base = Path(root).resolve() if root is not None else Path(os.path.commonpath([f.parent for f in files]))
+    doc = {
+        "format": SPLIT_FORMAT,
+        "root": str(base),
+        "meta": dict(meta or {}),
+        "counts": {name: len(part) for name, part in split.items()},
+        "splits": {
+            name: [
+                {
+                    "id": s.id,
+                    "dataset": s.dataset,
+                    "image": _rel(s.image, base),
+                    "mask": _rel(s.mask, base),
+                    **({"extra_masks": [_rel(m, base) for m in s.extra_masks]} if s.extra_masks else {}),
+                }
+                for s in part
+            ]
+            for name, part in split.items()
+        },
+    }
+    return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def load_split(path: str | Path, root: str | Path | None = None) -> dict[str, list[Sample]]:
+    """Read a split written by :func:`save_split`; ``root`` relocates the relative paths."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MedattnIOError(path, "split file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MedattnIOError(path, f"not a JSON split file ({exc})") from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != SPLIT_FORMAT
+        or not isinstance(doc.get("splits"), dict)
+    ):
+        raise MedattnIOError(path, f"not a medattn split file (expected format '{SPLIT_FORMAT}')")
+    base = Path(root) if root is not None else Path(doc.get("root", path.parent))
+    if not base.is_absolute():
+        base = path.parent / base
+
+    def resolve(rel: str | None) -> Path | None:
+        return None if rel is None else base / rel
+
+    out: dict[str, list[Sample]] = {}
+    try:
+        for name, entries in doc["splits"].items():
+            out[name] = [
+                Sample(
+                    id=str(e["id"]),
+                    image=base / e["image"],
+                    mask=resolve(e.get("mask")),
+                    dataset=str(e.get("dataset", "")),
+                    extra_masks=tuple(base / m for m in e.get("extra_masks", ())),
+                )
+                for e in entries
+            ]
+    except (KeyError, TypeError) as exc:
+        raise MedattnIOError(path, f"malformed split entry ({exc})") from None
+    return out

@@ -1,0 +1,142 @@
+"""Splits: PraNet protocol on the real data, seeded ratio / k-fold splits, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medattn.data import Sample, kfold_split, load_split, pranet_split, ratio_split, save_split
+from medattn.data.splits import parse_ratios
+from medattn.errors import ConfigError, DatasetError, MedattnIOError
+
+
+def _samples(n: int, root: Path = Path("/data/x")) -> list[Sample]:
+    return [
+        Sample(f"s{i:03d}", root / "images" / f"s{i:03d}.png", root / "masks" / f"s{i:03d}.png", "x")
+        for i in range(n)
+    ]
+
+
+def _ids(part: list[Sample]) -> list[str]:
+    return [s.id for s in part]
+
+
+@pytest.mark.data
+def test_pranet_split_counts_and_lists(shared_data: Path) -> None:
+    split = pranet_split(shared_data)
+    assert {k: len(v) for k, v in split.items()} == {"train": 1450, "test_kvasir": 100, "test_clinicdb": 62}
+    train_keys = {(s.dataset, s.id) for s in split["train"]}
+    assert sum(s.dataset == "kvasir-seg" for s in split["train"]) == 900
+    assert sum(s.dataset == "cvc-clinicdb" for s in split["train"]) == 550
+    for key, list_name in (("test_kvasir", "kvasir-seg"), ("test_clinicdb", "cvc-clinicdb")):
+        test_keys = {(s.dataset, s.id) for s in split[key]}
+        assert not (train_keys & test_keys)
+        listed = (shared_data / "splits" / f"{list_name}_pranet_test.txt").read_text().split()
+        assert sorted(s.image.name for s in split[key]) == sorted(listed)
+
+
+def test_pranet_split_unknown_name(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("kvasir-seg", "cvc-clinicdb"):
+        for d in ("images", "masks"):
+            (tmp_path / name / d).mkdir(parents=True)
+            Image.new("L", (4, 4)).save(tmp_path / name / d / "1.png")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "kvasir-seg_pranet_test.txt").write_text("1.png\n")
+    (tmp_path / "splits" / "cvc-clinicdb_pranet_test.txt").write_text("99.png\n")
+    with pytest.raises(DatasetError, match=r"'99.png' is not an image"):
+        pranet_split(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "sizes"), [((7, 1, 2), (70, 10, 20)), ((8, 1, 1), (80, 10, 10)), ((8, 2), (80, 20))]
+)
+def test_ratio_split_sizes_disjoint_complete(ratios: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+    samples = _samples(100)
+    split = ratio_split(samples, ratios, seed=3)
+    assert tuple(len(v) for v in split.values()) == sizes
+    all_ids = [i for part in split.values() for i in _ids(part)]
+    assert len(all_ids) == len(set(all_ids)) == 100
+    assert set(all_ids) == set(_ids(samples))
+
+
+def test_ratio_split_rounding_small() -> None:
+    split = ratio_split(_samples(7), (7, 1, 2), seed=0)
+    sizes = [len(v) for v in split.values()]
+    assert sum(sizes) == 7 and min(sizes) >= 1
+
+
+def test_ratio_split_reproducible_and_order_independent() -> None:
+    samples = _samples(50)
+    a = ratio_split(samples, seed=1)
+    b = ratio_split(list(reversed(samples)), seed=1)
+    c = ratio_split(samples, seed=2)
+    assert {k: _ids(v) for k, v in a.items()} == {k: _ids(v) for k, v in b.items()}
+    assert _ids(a["test"]) != _ids(c["test"])
+
+
+def test_kfold_split() -> None:
+    samples = _samples(23)
+    folds = kfold_split(samples, k=5, seed=0)
+    assert len(folds) == 5
+    vals = [set(_ids(f["val"])) for f in folds]
+    assert sorted(len(v) for v in vals) == [4, 4, 5, 5, 5]
+    assert set().union(*vals) == set(_ids(samples))
+    assert sum(len(v) for v in vals) == 23  # disjoint
+    for f, v in zip(folds, vals, strict=True):
+        assert set(_ids(f["train"])) == set(_ids(samples)) - v
+    again = kfold_split(samples, k=5, seed=0)
+    other = kfold_split(samples, k=5, seed=1)
+    assert [_ids(f["val"]) for f in again] == [_ids(f["val"]) for f in folds]
+    assert [_ids(f["val"]) for f in other] != [_ids(f["val"]) for f in folds]
+    with pytest.raises(ConfigError):
+        kfold_split(samples, k=1)
+
+
+def test_duplicate_ids_refused() -> None:
+    s = _samples(3)
+    with pytest.raises(DatasetError, match="duplicate"):
+        ratio_split([*s, s[0]])
+
+
+def test_parse_ratios() -> None:
+    assert parse_ratios("7:1:2") == (7.0, 1.0, 2.0)
+    with pytest.raises(ConfigError):
+        parse_ratios("7:x")
+    with pytest.raises(ConfigError):
+        parse_ratios("1")
+
+
+def test_save_load_round_trip_and_relocation(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    samples = _samples(10, root)
+    samples.append(
+        Sample(
+            "inst", root / "c" / "images" / "c.png", root / "c" / "m0.png", "dsb", (root / "c" / "m1.png",)
+        )
+    )
+    split = ratio_split(samples, (8, 2), seed=0)
+    out = save_split(tmp_path / "splits" / "s.json", split, meta={"seed": 0})
+    doc = json.loads(out.read_text())
+    assert doc["root"] == str(root.resolve()) and doc["meta"] == {"seed": 0}
+    assert all(not Path(e["image"]).is_absolute() for e in doc["splits"]["train"])
+    loaded = load_split(out)
+    assert loaded == split
+    moved = load_split(out, root=tmp_path / "elsewhere")
+    assert moved["train"][0].image == tmp_path / "elsewhere" / Path(doc["splits"]["train"][0]["image"])
+
+
+def test_load_split_errors(tmp_path: Path) -> None:
+    with pytest.raises(MedattnIOError, match="not found"):
+        load_split(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(MedattnIOError, match=r"bad\.json"):
+        load_split(bad)
+    other = tmp_path / "other.json"
+    other.write_text('{"train": []}')
+    with pytest.raises(MedattnIOError, match="not a medattn split file"):
+        load_split(other)
