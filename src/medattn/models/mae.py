@@ -209,7 +209,8 @@ class MAE(nn.Module):
 
     # ---------------------------------------------------------------- patches
     def _grid(self, imgs: torch.Tensor) -> tuple[int, int]:
-        h, w = imgs.shape[-2:]
+        # plain ints: the masking passes are constants of a traced / exported graph
+        h, w = int(imgs.shape[-2]), int(imgs.shape[-1])
         p = self.patch_size
         if h % p or w % p:
             raise ValueError(f"MAE input {h}x{w} is not a multiple of the patch size {p}")
