@@ -13,12 +13,27 @@ from medattn.data.layouts import LAYOUTS, detect_layout, discover, load_kvasir_b
 from medattn.data.splits import kfold_split, load_split, pranet_split, ratio_split, save_split
 from medattn.data.types import DatasetIndex, Sample
 
-_LAZY: dict[str, str] = {}
+_LAZY = {
+    "check_dataset": "medattn.data.check",
+    "CheckReport": "medattn.data.check",
+    "build_transforms": "medattn.data.transforms",
+    "TRANSFORMS": "medattn.data.transforms",
+    "SegmentationDataset": "medattn.data.datasets",
+    "UnlabeledDataset": "medattn.data.datasets",
+    "read_sample_mask": "medattn.data.datasets",
+    "worker_init_fn": "medattn.data.datasets",
+}
 
 __all__ = [
     "LAYOUTS",
+    "TRANSFORMS",
+    "CheckReport",
     "DatasetIndex",
     "Sample",
+    "SegmentationDataset",
+    "UnlabeledDataset",
+    "build_transforms",
+    "check_dataset",
     "detect_layout",
     "discover",
     "kfold_split",
@@ -26,7 +41,9 @@ __all__ = [
     "load_split",
     "pranet_split",
     "ratio_split",
+    "read_sample_mask",
     "save_split",
+    "worker_init_fn",
 ]
 
 

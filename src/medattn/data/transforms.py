@@ -1,0 +1,355 @@
+"""Augmentation pipelines of MONAI dictionary transforms, configured by name.
+
+A pipeline is a list of names or dicts::
+
+    build_transforms(["flip", {"name": "rotate", "range": 30, "prob": 0.5}, "color_jitter"], (352, 352))
+
+Data are dicts with ``"image"`` (float (C, H, W) in [0, 1]) and, when labelled,
+``"mask"`` (float (1, H, W) in {0, 1}). Geometric transforms draw one random
+parameter set per sample and apply it to both keys, bilinear for the image and
+nearest for the mask, with the same padding, so the pair stays aligned.
+Intensity transforms touch the image only. Every training pipeline ends by
+clamping the image to [0, 1] and returning plain ``torch.Tensor`` values.
+
+Randomness comes from each transform's own ``RandomState``: call
+``pipeline.set_random_state(seed)`` (or ``monai.utils.set_determinism(seed)`` before
+building it) for reproducible augmentation; see :func:`medattn.data.worker_init_fn`
+for DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.transforms import MapTransform, RandomizableTransform
+
+from medattn.errors import ConfigError
+
+KEYS = ("image", "mask")
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.as_tensor() if hasattr(x, "as_tensor") else x
+    return torch.as_tensor(np.asarray(x))
+
+
+def _shift_hue(rgb: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate the HSV hue of an RGB (3, H, W) image in [0, 1] by ``shift`` turns."""
+    r, g, b = rgb[0], rgb[1], rgb[2]
+    maxc, _ = rgb.max(dim=0)
+    minc, _ = rgb.min(dim=0)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue = torch.where(
+        maxc == r, ((g - b) / safe) % 6, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    hue = torch.where(delta > 0, hue / 6.0, torch.zeros_like(hue))
+    hue = (hue + shift) % 1.0
+    sat = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
+    # HSV -> RGB with the continuous formula f(n) = v - v s max(0, min(k, 4 - k, 1)), k = (n + 6h) mod 6
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (n + hue * 6.0) % 6.0
+        out.append(maxc - maxc * sat * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
+    return torch.stack(out)
+
+
+class RandColorJitterd(RandomizableTransform, MapTransform):
+    """Random brightness, contrast, saturation and hue (in that order), like torchvision's ColorJitter.
+
+    Factors are drawn uniformly from ``[1 - b, 1 + b]`` (brightness, contrast, saturation)
+    and the hue shift from ``[-h, h]`` turns of the colour wheel, applied in HSV space as
+    torchvision does. Saturation and hue are skipped for one-channel images.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[Hashable] | Hashable = "image",
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        hue: float = 0.05,
+        prob: float = 0.8,
+        allow_missing_keys: bool = True,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        for name, value, top in (
+            ("brightness", brightness, 1.0),
+            ("contrast", contrast, 1.0),
+            ("saturation", saturation, 1.0),
+            ("hue", hue, 0.5),
+        ):
+            if not 0 <= value <= top:
+                raise ConfigError(f"color_jitter: {name}={value} must lie in [0, {top}]")
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self._factors = (1.0, 1.0, 1.0, 0.0)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        u = self.R.uniform
+        self._factors = (
+            u(1 - self.brightness, 1 + self.brightness),
+            u(1 - self.contrast, 1 + self.contrast),
+            u(1 - self.saturation, 1 + self.saturation),
+            u(-self.hue, self.hue),
+        )
+
+    def _jitter(self, img: torch.Tensor) -> torch.Tensor:
+        b, c, s, h = self._factors
+        x = img * b
+        if x.shape[0] == 3:
+            gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+        else:
+            gray = x.mean(dim=0, keepdim=True)
+        x = (x - gray.mean()) * c + gray.mean()
+        if x.shape[0] == 3:
+            gray = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+            x = (x - gray) * s + gray
+            if h != 0.0:
+                x = _shift_hue(x.clamp(0.0, 1.0), h)
+        return x.clamp(0.0, 1.0)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self._jitter(_as_tensor(d[key]).float())
+        return d
+
+
+class ClampIntensityd(MapTransform):
+    """Clip values to ``[lo, hi]`` (noise and contrast changes may leave [0, 1])."""
+
+    def __init__(
+        self, keys: Sequence[Hashable] | Hashable = "image", lo: float = 0.0, hi: float = 1.0
+    ) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = _as_tensor(d[key]).clamp(self.lo, self.hi)
+        return d
+
+
+# --------------------------------------------------------------------------- the named transforms
+
+
+def _pair(value: Any, what: str) -> tuple[float, float]:
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: expected a number or a [low, high] pair, got {value!r}") from None
+    return lo, hi
+
+
+def _modes(keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple("nearest" if k == "mask" else "bilinear" for k in keys)
+
+
+def _flip(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    axes = {"h": [1], "horizontal": [1], "v": [0], "vertical": [0], "both": [1, 0]}.get(str(p["axes"]))
+    if axes is None:
+        raise ConfigError(f"flip: axes={p['axes']!r}; choose h, v or both")
+    return [mt.RandFlipd(keys, prob=p["prob"], spatial_axis=a, allow_missing_keys=True) for a in axes]
+
+
+def _rotate90(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [mt.RandRotate90d(keys, prob=p["prob"], max_k=3, allow_missing_keys=True)]
+
+
+def _rotate(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    lo, hi = _pair(p["range"], "rotate range")
+    if lo == hi:
+        lo = -hi
+    return [
+        mt.RandRotated(
+            keys,
+            range_x=(math.radians(lo), math.radians(hi)),
+            prob=p["prob"],
+            keep_size=True,
+            mode=_modes(keys),
+            padding_mode="zeros",
+            allow_missing_keys=True,
+        )
+    ]
+
+
+def _zoom(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [
+        mt.RandZoomd(
+            keys,
+            prob=p["prob"],
+            min_zoom=p["min"],
+            max_zoom=p["max"],
+            # torch's "nearest" is off by half a pixel against bilinear; "nearest-exact" is not
+            mode=tuple("nearest-exact" if m == "nearest" else m for m in _modes(keys)),
+            padding_mode="constant",
+            keep_size=True,
+            allow_missing_keys=True,
+        )
+    ]
+
+
+def _affine(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    t = float(p["translate"])
+    return [
+        mt.RandAffined(
+            keys,
+            prob=p["prob"],
+            rotate_range=math.radians(float(p["rotate"])),
+            scale_range=(float(p["scale"]), float(p["scale"])),
+            shear_range=(float(p["shear"]), float(p["shear"])),
+            translate_range=(t * size[0], t * size[1]),
+            mode=_modes(keys),
+            padding_mode="zeros",
+            allow_missing_keys=True,
+        )
+    ]
+
+
+def _elastic(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    spacing = p["spacing"] if p["spacing"] is not None else max(4, max(size) // 8)
+    return [
+        mt.Rand2DElasticd(
+            keys,
+            spacing=spacing,
+            magnitude_range=_pair(p["magnitude"], "elastic magnitude"),
+            prob=p["prob"],
+            mode=_modes(keys),
+            padding_mode="reflection",
+            allow_missing_keys=True,
+        )
+    ]
+
+
+def _color_jitter(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    opts = {k: p[k] for k in ("brightness", "contrast", "saturation", "hue", "prob")}
+    return [RandColorJitterd("image", **opts)]
+
+
+def _gamma(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [
+        mt.RandAdjustContrastd(
+            "image", prob=p["prob"], gamma=_pair(p["range"], "gamma range"), allow_missing_keys=True
+        )
+    ]
+
+
+def _noise(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [
+        mt.RandGaussianNoised("image", prob=p["prob"], mean=0.0, std=float(p["std"]), allow_missing_keys=True)
+    ]
+
+
+def _blur(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    sigma = _pair(p["sigma"], "blur sigma")
+    return [
+        mt.RandGaussianSmoothd("image", sigma_x=sigma, sigma_y=sigma, prob=p["prob"], allow_missing_keys=True)
+    ]
+
+
+Builder = Callable[[dict, Sequence[str], tuple[int, int]], list]
+
+# name -> (builder, default parameters, one-line description); the single place defaults live.
+TRANSFORMS: dict[str, tuple[Builder, dict[str, Any], str]] = {
+    "flip": (_flip, {"prob": 0.5, "axes": "both"}, "random horizontal and/or vertical flip"),
+    "rotate90": (_rotate90, {"prob": 0.5}, "random multiple of 90 degrees"),
+    "rotate": (_rotate, {"range": 15.0, "prob": 0.5}, "random rotation in [-range, range] degrees"),
+    "zoom": (_zoom, {"min": 0.8, "max": 1.2, "prob": 0.5}, "random zoom in/out, size kept (alias: scale)"),
+    "affine": (
+        _affine,
+        {"rotate": 15.0, "scale": 0.1, "translate": 0.1, "shear": 0.0, "prob": 0.5},
+        "random rotation (deg), scale, translation (fraction of size), shear",
+    ),
+    "elastic": (
+        _elastic,
+        {"spacing": None, "magnitude": (1.0, 2.0), "prob": 0.3},
+        "smooth random deformation (control-point spacing in px, default size/8)",
+    ),
+    "color_jitter": (
+        _color_jitter,
+        {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "prob": 0.8},
+        "brightness/contrast/saturation/hue jitter (image only)",
+    ),
+    "gamma": (_gamma, {"range": (0.7, 1.5), "prob": 0.3}, "random gamma (image only)"),
+    "gaussian_noise": (_noise, {"std": 0.03, "prob": 0.3}, "additive Gaussian noise (image only)"),
+    "blur": (_blur, {"sigma": (0.25, 1.5), "prob": 0.3}, "Gaussian blur, sigma in px (image only)"),
+}
+ALIASES = {
+    "scale": "zoom",
+    "color": "color_jitter",
+    "colour_jitter": "color_jitter",
+    "noise": "gaussian_noise",
+}
+
+# A common default for polyp/lesion segmentation training.
+DEFAULT_TRAIN_SPEC: tuple[str, ...] = ("flip", "rotate", "zoom", "color_jitter")
+
+
+def _parse(entry: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if isinstance(entry, str):
+        name, params = entry, {}
+    elif isinstance(entry, Mapping):
+        if "name" not in entry:
+            raise ConfigError(f"augmentation {dict(entry)!r} has no 'name'")
+        name, params = str(entry["name"]), {k: v for k, v in entry.items() if k != "name"}
+    else:
+        raise ConfigError(f"augmentation entry {entry!r}: expected a name or a dict with 'name'")
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in TRANSFORMS:
+        raise ConfigError(f"unknown augmentation '{name}'; available: {', '.join(sorted(TRANSFORMS))}")
+    defaults = TRANSFORMS[key][1]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"augmentation '{name}': unknown option(s) {unknown}; options: {sorted(defaults)}")
+    merged = {**defaults, **params}
+    if not 0.0 <= float(merged["prob"]) <= 1.0:
+        raise ConfigError(f"augmentation '{name}': prob={merged['prob']} must lie in [0, 1]")
+    return key, merged
+
+
+def build_transforms(
+    spec: Sequence[str | Mapping[str, Any]] | None,
+    size: tuple[int, int],
+    train: bool = True,
+    keys: Sequence[str] = KEYS,
+) -> mt.Compose:
+    """Compose the named augmentations for ``(H, W)`` inputs; identity when ``train`` is False.
+
+    Unknown names or options raise :class:`~medattn.errors.ConfigError` listing the valid ones.
+    ``keys`` defaults to ``("image", "mask")``; a missing ``mask`` key is allowed (unlabeled data).
+    """
+    items = [_parse(entry) for entry in (spec or [])]  # validate even when not training
+    keys = tuple(keys)
+    if not train:
+        return mt.Compose([mt.ToTensord(keys, track_meta=False, allow_missing_keys=True)])
+    ops: list = []
+    for key, params in items:
+        ops += TRANSFORMS[key][0](params, keys, tuple(size))
+    ops += [
+        ClampIntensityd("image"),
+        mt.ToTensord(keys, dtype=torch.float32, track_meta=False, allow_missing_keys=True),
+    ]
+    return mt.Compose(ops)
+
+
+def describe_transforms() -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, description, defaults) of every augmentation, for docs and ``--help``."""
+    return [(name, desc, dict(defaults)) for name, (_, defaults, desc) in TRANSFORMS.items()]

@@ -1,0 +1,140 @@
+"""Augmentation: names and options, image/mask alignment, intensity ranges, determinism."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import pytest
+import torch
+
+from medattn.data.transforms import TRANSFORMS, RandColorJitterd, build_transforms
+from medattn.errors import ConfigError
+
+GEOMETRIC = ["flip", "rotate90", "rotate", "zoom", "affine", "elastic"]
+INTENSITY = ["color_jitter", "gamma", "gaussian_noise", "blur"]
+
+
+def _blobs(size: int = 64) -> torch.Tensor:
+    m = torch.zeros(1, size, size)
+    m[:, 8:30, 20:50] = 1
+    m[:, 40:56, 4:14] = 1
+    m[:, 44:60, 40:44] = 1
+    return m
+
+
+def _pair(mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"image": mask.repeat(3, 1, 1).clone(), "mask": mask.clone()}
+
+
+def _boundary(mask: torch.Tensor) -> torch.Tensor:
+    """Pixels with a 4-neighbour of the other value (where bilinear and nearest may differ)."""
+    m = mask.bool()
+    p = torch.nn.functional.pad(m[None].float(), (1, 1, 1, 1), mode="replicate")[0].bool()
+    diff = torch.zeros_like(m)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        diff |= p[:, dy : dy + m.shape[1], dx : dx + m.shape[2]] != m
+    return diff
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+def test_geometric_keeps_image_and_mask_aligned(name: str) -> None:
+    mask = _blobs()
+    pipeline = build_transforms([{"name": name, "prob": 1.0}], (64, 64))
+    changed = 0
+    for seed in range(4):
+        pipeline.set_random_state(seed)
+        out = pipeline(_pair(mask))
+        img, m = out["image"], out["mask"]
+        assert type(img) is torch.Tensor and img.dtype == torch.float32 and img.shape == (3, 64, 64)
+        assert m.shape == (1, 64, 64)
+        assert set(torch.unique(m).tolist()) <= {0.0, 1.0}  # nearest keeps the mask binary
+        # image channels equal to the mask before; after the transform they may differ only on edges
+        disagree = (img[0:1] > 0.5) != (m > 0.5)
+        assert not (disagree & ~_boundary(m)).any(), f"{name}: image and mask misaligned away from edges"
+        assert disagree.float().mean() < 0.03
+        changed += int(not torch.equal(m, mask))
+    assert changed >= 3  # the transform really moved things
+
+
+@pytest.mark.parametrize("name", ["flip", "rotate90"])
+def test_exact_transforms_are_permutations(name: str) -> None:
+    mask = _blobs()
+    pipeline = build_transforms([{"name": name, "prob": 1.0}], (64, 64))
+    pipeline.set_random_state(5)
+    out = pipeline(_pair(mask))
+    assert torch.equal(out["image"][0:1], out["mask"])
+    assert out["mask"].sum() == mask.sum()
+
+
+@pytest.mark.parametrize("name", INTENSITY)
+def test_intensity_leaves_mask_and_range(name: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 32, 32, generator=gen)
+    mask = (torch.rand(1, 32, 32, generator=gen) > 0.5).float()
+    pipeline = build_transforms([{"name": name, "prob": 1.0}], (32, 32))
+    pipeline.set_random_state(1)
+    out = pipeline({"image": image.clone(), "mask": mask.clone()})
+    assert torch.equal(out["mask"], mask)
+    assert out["image"].min() >= 0 and out["image"].max() <= 1
+    assert not torch.allclose(out["image"], image)
+
+
+def test_color_jitter_hue_matches_hsv_rotation() -> None:
+    """Hue only: the HSV hue moves by the drawn shift; value and saturation stay (colorsys reference)."""
+    jitter = RandColorJitterd("image", brightness=0, contrast=0, saturation=0, hue=0.1, prob=1.0)
+    jitter.set_random_state(3)
+    rgb = torch.tensor([0.7, 0.4, 0.3]).view(3, 1, 1).repeat(1, 2, 2)
+    out = jitter({"image": rgb})["image"][:, 0, 0].numpy()
+    shift = jitter._factors[3]
+    h0 = colorsys.rgb_to_hsv(0.7, 0.4, 0.3)[0]
+    assert shift != 0
+    expected = colorsys.hsv_to_rgb((h0 + shift) % 1.0, *colorsys.rgb_to_hsv(0.7, 0.4, 0.3)[1:])
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert abs(((colorsys.rgb_to_hsv(*out)[0] - h0 + 0.5) % 1.0) - 0.5 - shift) < 1e-4
+
+
+def test_color_jitter_brightness_factor_and_gray_input() -> None:
+    jitter = RandColorJitterd("image", brightness=0.5, contrast=0, saturation=0, hue=0, prob=1.0)
+    jitter.set_random_state(0)
+    gray = torch.full((1, 4, 4), 0.4)
+    out = jitter({"image": gray})["image"]
+    b = jitter._factors[0]
+    assert 0.5 <= b <= 1.5
+    assert torch.allclose(out, torch.full_like(gray, min(0.4 * b, 1.0)))
+
+
+def test_same_seed_same_augmentation() -> None:
+    spec = ["flip", "rotate", "zoom", "elastic", "color_jitter", "gaussian_noise"]
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for seed in (7, 7, 8):
+        pipeline = build_transforms(spec, (32, 32))
+        pipeline.set_random_state(seed)
+        runs.append(pipeline({"image": image.clone(), "mask": _blobs(32)})["image"])
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_eval_mode_is_identity_and_mask_optional() -> None:
+    image = torch.rand(3, 16, 16)
+    out = build_transforms(["flip", "rotate"], (16, 16), train=False)({"image": image})
+    assert torch.equal(out["image"], image) and "mask" not in out
+    out = build_transforms(["flip", "rotate"], (16, 16), keys=("image",))({"image": image})
+    assert out["image"].shape == (3, 16, 16)
+
+
+def test_aliases_and_options() -> None:
+    build_transforms(["scale", {"name": "rotate", "range": 30, "prob": 0.5}], (16, 16))
+    with pytest.raises(ConfigError, match=r"unknown augmentation 'twirl'; available: .*color_jitter.*flip"):
+        build_transforms(["twirl"], (16, 16))
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['angle'\]"):
+        build_transforms([{"name": "rotate", "angle": 3}], (16, 16))
+    with pytest.raises(ConfigError, match="prob"):
+        build_transforms([{"name": "flip", "prob": 2}], (16, 16))
+    with pytest.raises(ConfigError, match="no 'name'"):
+        build_transforms([{"prob": 0.5}], (16, 16))
+    # validated even when not training, so a bad config fails early
+    with pytest.raises(ConfigError):
+        build_transforms(["twirl"], (16, 16), train=False)
+    assert {"flip", "rotate", "zoom", "elastic", "color_jitter", "gaussian_noise", "blur"} <= set(TRANSFORMS)
