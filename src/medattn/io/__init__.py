@@ -10,10 +10,11 @@ See docs/io.md for the formats, the metadata contract and the error cases.
 
 from __future__ import annotations
 
-# Importing the format modules registers their readers and writers; the order
-# is the order content sniffing tries them in.
+# Importing the format modules registers their readers and writers.
+from medattn.io import dicom as _dicom  # noqa: F401
 from medattn.io import raster as _raster  # noqa: F401
 from medattn.io import tiff as _tiff  # noqa: F401
+from medattn.io import volume as _volume  # noqa: F401
 from medattn.io.base import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
@@ -27,6 +28,7 @@ from medattn.io.base import (
 )
 from medattn.io.convert import MASK_THRESHOLD, read_gray, read_mask, read_rgb, rgb_to_gray, to_uint8
 from medattn.io.core import read_image, write_image
+from medattn.io.dicom import read_dicom_series
 from medattn.io.windows import WINDOWS, apply_window
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "ImageWriter",
     "apply_window",
     "list_readers",
+    "read_dicom_series",
     "read_gray",
     "read_image",
     "read_mask",
