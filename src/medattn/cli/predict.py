@@ -1,0 +1,26 @@
+"""``medattn predict``: masks, overlays, attention maps and lesion measurements for images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict(
+        inputs: list[Path] = typer.Argument(..., help="image files or folders (searched recursively)"),
+        model: str = typer.Option(..., "--model", "-m",
+                                  help="bundled model name (see `medattn models`), checkpoint file or run folder"),
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="probability threshold of the mask"),
+        tta: bool = typer.Option(False, "--tta", help="test-time augmentation: average with flipped inputs"),
+        batch_size: int = typer.Option(4, min=1, help="images per forward pass (bounds memory)"),
+    ) -> None:
+        """Segment images: writes <name>_mask.png, <name>_overlay.png, <name>_attention.png and <name>.json
+        (per-lesion area, bounding box, mean confidence) for each input."""
+        from medattn.inference import predict_paths
+
+        written = predict_paths(model, inputs, out, tta=tta, threshold=threshold, batch_size=batch_size)
+        typer.echo(f"wrote results for {len(written)} image(s) to {out}")

@@ -1,0 +1,26 @@
+"""Inference: load a trained model, predict images, measure lesions, render pictures.
+
+>>> from medattn.inference import load_model, predict_image       # doctest: +SKIP
+>>> lm = load_model("runs/bsanet-polyp")                           # doctest: +SKIP
+>>> pred = predict_image(lm, image)                                # doctest: +SKIP
+>>> pred.prob.shape == image.shape[:2]                             # doctest: +SKIP
+True
+"""
+
+from medattn.inference.files import display_image, evaluate_model, iter_inputs, predict_paths
+from medattn.inference.lesions import measure_lesions
+from medattn.inference.loading import LoadedModel, load_model
+from medattn.inference.predict import Prediction, predict_batch, predict_image
+
+__all__ = [
+    "LoadedModel",
+    "Prediction",
+    "display_image",
+    "evaluate_model",
+    "iter_inputs",
+    "load_model",
+    "measure_lesions",
+    "predict_batch",
+    "predict_image",
+    "predict_paths",
+]
