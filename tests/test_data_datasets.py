@@ -170,3 +170,17 @@ def test_real_kvasir_item(shared_data: Path) -> None:
     assert 0.01 < item["mask"].mean() < 0.9
     with Image.open(index.samples[0].image) as im:
         assert item["orig_size"].tolist() == [im.size[1], im.size[0]]
+
+
+def test_cvc_official_tiff_pairs_load(tmp_path: Path) -> None:
+    root = tmp_path / "CVC-ClinicDB"
+    (root / "Original").mkdir(parents=True)
+    (root / "Ground Truth").mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    mask = np.zeros((12, 16), np.uint8)
+    mask[2:6, 3:9] = 255
+    Image.fromarray(image).save(root / "Original" / "1.tif")
+    Image.fromarray(mask).save(root / "Ground Truth" / "1.tif")
+    item = SegmentationDataset(discover(root))[0]
+    np.testing.assert_allclose(item["image"].numpy(), image.transpose(2, 0, 1) / 255.0, atol=1e-6)
+    assert torch.equal(item["mask"][0].bool(), torch.from_numpy(mask > 127))

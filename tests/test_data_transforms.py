@@ -138,3 +138,16 @@ def test_aliases_and_options() -> None:
     with pytest.raises(ConfigError):
         build_transforms(["twirl"], (16, 16), train=False)
     assert {"flip", "rotate", "zoom", "elastic", "color_jitter", "gaussian_noise", "blur"} <= set(TRANSFORMS)
+
+
+def test_hue_shift_matches_colorsys_on_random_colours() -> None:
+    from medattn.data.transforms import _shift_hue
+
+    rgb = torch.rand(3, 6, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    out = _shift_hue(rgb, 0.3)
+    for y in range(6):
+        for x in range(7):
+            h, s, v = colorsys.rgb_to_hsv(*rgb[:, y, x].tolist())
+            np.testing.assert_allclose(
+                out[:, y, x].numpy(), colorsys.hsv_to_rgb((h + 0.3) % 1.0, s, v), atol=1e-9
+            )
