@@ -150,25 +150,29 @@ class NPYReader(ImageReader):
         return head[:6] == b"\x93NUMPY"
 
     def read(self, path: Path, max_pixels: int | None) -> ImageData:
+        fmt = np.lib.format
         try:
-            mm = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            msg = _reason(exc)
-            if "pickle" in msg.lower():
-                raise MedattnIOError(path, "object arrays in .npy files are not supported (pickled data)") from None
-            raise MedattnIOError(path, f".npy file is truncated or corrupt ({msg})") from None
-        except (OSError, EOFError) as exc:
+            with open(path, "rb") as fh:
+                version = fmt.read_magic(fh)
+                read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, fortran, dtype = read_header(fh)  # header only, no data
+                offset = fh.tell()
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
             raise MedattnIOError(path, f"not a valid .npy file ({_reason(exc)})") from None
-        shape = tuple(mm.shape)
+        shape = tuple(int(s) for s in shape)
         layout = _npy_layout(shape)
         if not layout:
             raise MedattnIOError(path, f"unsupported dimensionality: array of shape {shape} (2-D or 3-D supported)")
-        if mm.dtype.kind not in "biuf":
-            raise MedattnIOError(path, f"unsupported dtype {mm.dtype} (numeric or bool arrays only)")
+        if dtype.kind not in "biuf":
+            raise MedattnIOError(path, f"unsupported dtype {dtype} (numeric or bool arrays only)")
         hw = shape[1:3] if layout == "ZHW" else shape[:2]
         check_pixels(path, hw, max_pixels, planes=shape[0] if layout == "ZHW" else 1)
-        arr = np.array(mm)  # read into memory; the memmap would keep the file open
-        del mm
+        expected = offset + int(np.prod(shape)) * dtype.itemsize
+        size = path.stat().st_size
+        if size < expected:
+            raise MedattnIOError(path, f".npy file is truncated ({size:,} of {expected:,} bytes)")
+        arr = np.fromfile(path, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+        arr = arr.reshape(shape, order="F" if fortran else "C")
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
         meta = ImageMeta(original_dtype=arr.dtype.name, source=str(path), format=self.name, layout=layout)
