@@ -28,6 +28,14 @@ class TestHLFNetDeepSupervision(SegmentationModelTester):
     onnx = False
 
 
+class TestHLFNetOnMobileNet(SegmentationModelTester):
+    """The HFE decoder on a zoo encoder (strides 2..32): logits up-sampled from stride 2."""
+
+    model_name = "hlfnet"
+    options = {"encoder": "mobilenet_v2", "deep_supervision": True}
+    onnx = False
+
+
 # -- HFE -------------------------------------------------------------------
 def test_hfe_with_zero_recalibration_is_plain_double_gating():
     """Zeroed channel/spatial convs give sigmoid(0) = 0.5, so both branches are 1.5 * Y."""
@@ -170,3 +178,20 @@ def test_attention_maps_exposed_after_forward():
     assert sum(".semantic" not in k and "encoder" in k for k in maps) == 5
     assert sum("decoder" in k for k in maps) == 4
     assert all(((m >= 0) & (m <= 1)).all() for m in maps.values())
+
+
+def test_zoo_encoder_with_imagenet_weights(shared_data):
+    path = shared_data / "pretrained" / "mobilenet_v2_imagenet.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    from medattn.models.encoders import load_state_dict_file
+
+    net = create("hlfnet", encoder="mobilenet_v2", pretrained_encoder=str(path))
+    sd = load_state_dict_file(path)
+    assert net.stride == 32 and len(net.decoder) == 4
+    assert torch.equal(net.encoder.state_dict()["features.18.0.weight"], sd["features.18.0.weight"])
+
+
+def test_lfe_switch_needs_the_lfe_encoder():
+    with pytest.raises(ConfigError, match="use_lfe"):
+        create("hlfnet_no_lfe", encoder="mobilenet_v2")

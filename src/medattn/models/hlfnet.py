@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medattn.errors import ConfigError
 from medattn.models.base import SegmentationModel
-from medattn.models.encoders import register_encoder
+from medattn.models.encoders import create_encoder, register_encoder
 from medattn.models.encoders.base import Encoder
 from medattn.models.registry import register_model
 
@@ -217,31 +218,48 @@ class HLFNet(SegmentationModel):
         use_lfe: LFE semantic branch in the encoder (False: trunk only, "only HFE" row).
         hfe_reduction: hidden width divisor of the HFE channel branch.
         groups: GroupNorm groups (at most).
-        deep_supervision: in training, also return 1x1-conv logits of the three
-            coarser decoder stages (not in the paper; off by default).
-        pretrained_encoder: local state-dict file for :attr:`encoder` (e.g. from MAE pretraining).
+        deep_supervision: in training, also return 1x1-conv logits of the coarser
+            decoder stages (not in the paper; off by default).
+        encoder: ``"lfe"`` (the paper's) or the name of any zoo encoder (``resnet34``,
+            ``mobilenet_v2``, ...) to put the HFE decoder on it; the decoder then takes
+            the encoder's widths and the logits are up-sampled from its finest stride.
+        pretrained_encoder: local state-dict file for :attr:`encoder` (MAE-pretrained
+            LFE weights, or ImageNet weights of a zoo encoder).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_width: int = 16,
                  use_hfe: bool = True, use_lfe: bool = True, hfe_reduction: int = 1, groups: int = 8,
-                 deep_supervision: bool = False, pretrained_encoder: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(in_channels, num_classes, stride=16, deep_supervision=deep_supervision)
+                 deep_supervision: bool = False, encoder: str = "lfe",
+                 pretrained_encoder: str | os.PathLike[str] | None = None) -> None:
+        if encoder == "lfe":
+            enc: Encoder = HLFEncoder(in_channels, [base_width * 2 ** i for i in range(5)],
+                                      use_lfe=use_lfe, groups=groups)
+            if pretrained_encoder:
+                enc.load_pretrained(pretrained_encoder)
+        else:
+            if not use_lfe:
+                raise ConfigError("use_lfe=False switches off the LFE encoder's semantic branch; "
+                                  f"it has no meaning with encoder={encoder!r}")
+            enc = create_encoder(encoder, in_channels=in_channels,
+                                 pretrained=os.fspath(pretrained_encoder) if pretrained_encoder else None)
+        super().__init__(in_channels, num_classes, stride=enc.stride, deep_supervision=deep_supervision)
         self.use_hfe, self.use_lfe = use_hfe, use_lfe
-        widths = [base_width * 2 ** i for i in range(5)]
-        self.encoder = HLFEncoder(in_channels, widths, use_lfe=use_lfe, groups=groups)
+        self.encoder = enc
+        widths = list(enc.out_channels)
+        n = len(widths) - 1
         self.decoder = nn.ModuleList(
             DecoderStage(widths[i + 1], widths[i], widths[i], use_hfe, hfe_reduction, groups)
-            for i in reversed(range(4))
+            for i in reversed(range(n))
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
-        self.aux_heads = (nn.ModuleList(nn.Conv2d(widths[i], num_classes, 1) for i in (3, 2, 1))
+        self.aux_heads = (nn.ModuleList(nn.Conv2d(widths[i], num_classes, 1) for i in reversed(range(1, n)))
                           if deep_supervision else None)
-        if pretrained_encoder:
-            self.encoder.load_pretrained(pretrained_encoder)
 
     @property
     def encoder_stages(self) -> nn.ModuleList:
         """The LFE stages of the encoder, finest first (for pretraining and freezing)."""
+        if not isinstance(self.encoder, HLFEncoder):
+            raise AttributeError(f"encoder_stages: {type(self.encoder).__name__} is not the LFE encoder")
         return self.encoder.stages
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
