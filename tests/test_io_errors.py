@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -236,8 +237,11 @@ def test_cli_info_prints_fields(tmp_path, run_cli):
     write_image(tmp_path / "ct.nii.gz", src.array[None], src.meta.__class__(spacing=(2.0, 0.5, 0.5)))
     code, out, err = run_cli("info", CT_SMALL, tmp_path / "ct.nii.gz")
     assert code == 0, err
-    assert "format    dicom" in out.replace("  ", "  ") or "dicom" in out
-    assert "modality" in out and "CT" in out and "128 x 128 (HW)" in out
+    first, second = out.split("\n\n")
+    for pattern in (r"format\s+dicom\n", r"modality\s+CT\n", r"shape\s+128 x 128 \(HW\)\n",
+                    r"spacing\s+0.6615 x 0.6615 mm\n", r"dtype\s+float32 \(stored int16\)\n"):
+        assert re.search(pattern, first), pattern
+    assert re.search(r"format\s+nifti\n", second)
     assert "1 x 128 x 128 (ZHW)" in out and "2 x 0.5 x 0.5 mm" in out
     lo, hi = float(src.array.min()), float(src.array.max())
     assert f"{lo:.6g} .. {hi:.6g}" in out

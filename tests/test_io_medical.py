@@ -212,3 +212,18 @@ def test_series_copy_of_shared_data_with_junk(shared_data, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     img = read_image(tmp_path)
     assert img.array.shape == (3, 512, 512)
+
+
+def test_dicom_without_preamble_is_sniffed(tmp_path):
+    ds = pydicom.dcmread(_testdata("CT_small.dcm"))
+    raw = tmp_path / "1.2.840.113619"  # named by UID: no known ending
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)  # the dataset alone: no preamble, no DICM, no file meta group
+    raw.write_bytes(buf.getvalue())
+    assert raw.read_bytes()[:2] == b"\x08\x00"
+    img = read_image(raw)
+    np.testing.assert_array_equal(img.array, read_image(_testdata("CT_small.dcm")).array)
