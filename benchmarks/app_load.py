@@ -1,0 +1,145 @@
+"""Load test of the diagnosis application: N concurrent uploads against a local server.
+
+Starts ``medattn serve`` on the loopback interface (127.0.0.1 only) with a
+fresh data directory, creates a user and an API token, uploads N images
+concurrently through the REST API, waits for every job to finish, checks that
+every case is stored with its files, and reports p50/p95 latency (upload
+accepted, and upload-to-done) and throughput.
+
+    .venv/bin/python benchmarks/app_load.py --n 50 --concurrency 50
+
+Writes ``benchmarks/results/app_load.{json,md}``. The loop is bounded in
+count and time and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from medattn.utils.fileio import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples" / "kvasir" / "images"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50, help="uploads")
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--pipeline", default="segment")
+    ap.add_argument("--model", default="", help="model name (default: the pipeline's default)")
+    ap.add_argument("--workers", type=int, default=1, help="server inference workers")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds before giving up")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+
+    images = sorted(SAMPLES.glob("*.jpg"))
+    data_dir = Path(tempfile.mkdtemp(prefix="medattn-load-"))
+    port = _free_port()
+    env = {**os.environ, "MEDATTN_DATA_DIR": str(data_dir), "MEDATTN_PASSWORD": "load-test-password",
+           "MEDATTN_QUEUE_SIZE": str(max(args.n, 32))}
+    medattn = [sys.executable, "-m", "medattn"]
+    subprocess.run([*medattn, "users", "create", "load"], env=env, check=True, capture_output=True)
+    server = subprocess.Popen([*medattn, "serve", "--port", str(port), "--workers", str(args.workers)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("server did not start")
+            time.sleep(0.5)
+        with httpx.Client(base_url=base, timeout=60) as c:
+            import re
+
+            page = c.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            c.post("/login", data={"username": "load", "password": "load-test-password", "csrf_token": csrf})
+            home = c.get("/")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', home.text).group(1)
+            token = c.post("/api/tokens", data={"name": "load"}, headers={"X-CSRF-Token": csrf}).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def upload(i: int) -> tuple[str, float, float]:
+            img = images[i % len(images)]
+            t0 = time.perf_counter()
+            with httpx.Client(base_url=base, timeout=120, headers=auth) as c:
+                r = c.post("/api/cases", files={"files": (img.name, img.read_bytes(), "image/jpeg")},
+                           data={"pipeline": args.pipeline, "model": args.model})
+                r.raise_for_status()
+                accepted = time.perf_counter() - t0
+                cid = r.json()["cases"][0]["id"]
+                while time.perf_counter() - t0 < args.timeout:
+                    st = c.get(f"/api/cases/{cid}").json()
+                    if st["status"] in ("done", "failed"):
+                        break
+                    time.sleep(0.25)
+                return cid, accepted, time.perf_counter() - t0
+
+        t_start = time.perf_counter()
+        with cf.ThreadPoolExecutor(args.concurrency) as pool:
+            results = list(pool.map(upload, range(args.n)))
+        wall = time.perf_counter() - t_start
+
+        with httpx.Client(base_url=base, timeout=60, headers=auth) as c:
+            stored = c.get("/api/cases", params={"limit": 500}).json()["cases"]
+        by_id = {c["id"]: c for c in stored}
+        done = [cid for cid, _, _ in results if by_id.get(cid, {}).get("status") == "done"]
+        with_files = [cid for cid in done if any(f["kind"] == "mask" for f in by_id[cid]["files"])]
+        accepted = [a for _, a, _ in results]
+        total = [t for _, _, t in results]
+        report = {
+            "n": args.n, "concurrency": args.concurrency, "pipeline": args.pipeline, "workers": args.workers,
+            "model": args.model or "(default)", "completed": len(done), "stored_with_files": len(with_files),
+            "upload_p50_s": _pct(accepted, 0.5), "upload_p95_s": _pct(accepted, 0.95),
+            "done_p50_s": _pct(total, 0.5), "done_p95_s": _pct(total, 0.95),
+            "throughput_cases_per_s": len(done) / wall, "wall_s": wall,
+            "mean_done_s": statistics.mean(total), "cpu_count": os.cpu_count(),
+        }
+    finally:
+        server.terminate()
+        server.wait(30)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "app_load.json", json.dumps(report, indent=2))
+    md = ["| uploads | concurrency | completed | stored with files | upload p50 / p95 (s) | done p50 / p95 (s) "
+          "| throughput (cases/s) |", "|---|---|---|---|---|---|---|",
+          f"| {report['n']} | {report['concurrency']} | {report['completed']} | {report['stored_with_files']} "
+          f"| {report['upload_p50_s']:.2f} / {report['upload_p95_s']:.2f} "
+          f"| {report['done_p50_s']:.1f} / {report['done_p95_s']:.1f} | {report['throughput_cases_per_s']:.2f} |"]
+    atomic_write_text(args.out / "app_load.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0 if report["completed"] == args.n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Fixtures for the application tests: an app on a temporary data dir, users, clients."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from medattn.app.settings import AppSettings
+from medattn.app.web import create_app
+
+
+@pytest.fixture
+def settings(tmp_path) -> AppSettings:
+    return AppSettings(data_dir=tmp_path / "data", max_upload_mb=5, max_pixels=4_000_000, queue_size=8)
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings, start_worker=False)
+
+
+def make_user(app, name: str, password: str = "correct horse", admin: bool = False) -> None:
+    from medattn.app.security import create_user
+
+    with app.state.medattn.db.session() as s:
+        create_user(s, name, password, admin=admin)
+
+
+def login(client: TestClient, name: str, password: str = "correct horse") -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = client.post("/login", data={"username": name, "password": password, "csrf_token": token},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    home = client.get("/")
+    return re.search(r'name="csrf_token" value="([^"]+)"', home.text).group(1)
+
+
+@pytest.fixture
+def alice(app):
+    make_user(app, "alice")
+    with TestClient(app) as c:
+        c.csrf = login(c, "alice")
+        yield c
+
+
+@pytest.fixture
+def bob(app):
+    make_user(app, "bob")
+    with TestClient(app) as c:
+        c.csrf = login(c, "bob")
+        yield c
+
+
+TINY_OPTS = {"in_channels": 3, "num_classes": 1, "channels": [8, 16, 32], "num_res_units": 1}
+
+
+def install_tiny_model(settings, name: str = "tiny-polyp") -> str:
+    """An (untrained) small U-Net checkpoint in the app's models folder: exercises the pipeline, not accuracy."""
+    import torch
+
+    from medattn.models import create
+    from medattn.models.hub import save_bundled
+
+    torch.manual_seed(0)
+    save_bundled(create("unet", **TINY_OPTS), name, TINY_OPTS,
+                 {"model": "unet", "input_size": [64, 64], "task": "segmentation", "version": "test"},
+                 folder=settings.models_dir)
+    return name
+
+
+@pytest.fixture
+def live_app(settings):
+    """An app with a segmentation model and a running worker."""
+    settings.ensure_dirs()
+    install_tiny_model(settings)
+    return create_app(settings, start_worker=True)
+
+
+def wait_done(client, case_id: str, timeout: float = 60.0) -> dict:
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        c = client.get(f"/api/cases/{case_id}").json()
+        if c["status"] in ("done", "failed"):
+            return c
+        time.sleep(0.1)
+    raise AssertionError(f"case {case_id} did not finish in {timeout}s")

@@ -1,0 +1,167 @@
+"""Cases end to end through the API: upload, pipeline run, results, report, exports, restart."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom.data import get_testdata_file
+from tests.app.conftest import login, make_user, wait_done
+
+from medattn.app.web import create_app
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
+
+
+@pytest.fixture
+def client(live_app):
+    make_user(live_app, "alice")
+    with TestClient(live_app) as c:
+        c.csrf = login(c, "alice")
+        yield c
+
+
+def upload(client, path: Path, pipeline: str = "segment", model: str = "") -> dict:
+    r = client.post("/api/cases", files={"files": (path.name, path.read_bytes())},
+                    data={"pipeline": pipeline, "model": model}, headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 202, r.text
+    return r.json()["cases"][0]
+
+
+def test_catalog_lists_the_installed_model(client):
+    cat = client.get("/api/models").json()
+    assert cat["pipelines"]["segment"]["models"] == ["tiny-polyp"]
+    assert cat["pipelines"]["segment"]["available"]
+
+
+def test_segment_a_jpeg(client):
+    img = sorted(SAMPLE.glob("*.jpg"))[0]
+    case = upload(client, img)
+    assert case["status"] == "queued" and case["model"] == "tiny-polyp"
+    done = wait_done(client, case["id"])
+    assert done["status"] == "done", done["message"]
+    kinds = {f["kind"] for f in done["files"]}
+    assert {"input", "preview", "overlay", "mask_rgba", "attention", "mask", "mask_volume"} <= kinds
+    w, h = Image.open(img).size
+    mask = np.asarray(Image.open(io.BytesIO(client.get(f"/api/cases/{case['id']}/files/mask.png").content)))
+    assert mask.shape == (h, w)
+    assert sum(les["area_px"] for les in done["results"]["lesions"]) == int((mask > 127).sum())
+    page = client.get(f"/cases/{case['id']}").text
+    assert "Mask overlay" in page and 'id="opacity"' in page and "does not replace a clinician" in page
+
+    pdf = client.get(f"/api/cases/{case['id']}/report.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    png = client.get(f"/api/cases/{case['id']}/export/png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    nii = client.get(f"/api/cases/{case['id']}/export/nifti")
+    vol = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(nii.content))
+    assert vol.shape == (w, h, 1)
+    np.testing.assert_array_equal(np.asarray(vol.dataobj)[..., 0].T > 0, mask > 127)
+    assert client.get(f"/api/cases/{case['id']}/export/dicom-seg").status_code == 409
+
+
+def test_list_search_and_filters(client):
+    imgs = sorted(SAMPLE.glob("*.jpg"))[:2]
+    ids = [upload(client, p)["id"] for p in imgs]
+    for cid in ids:
+        wait_done(client, cid)
+    stem = imgs[0].stem[:10]
+    found = client.get("/api/cases", params={"q": stem}).json()["cases"]
+    assert [c["id"] for c in found] == [ids[0]]
+    assert len(client.get("/api/cases", params={"status": "done"}).json()["cases"]) == 2
+    assert client.get("/api/cases", params={"pipeline": "denoise"}).json()["cases"] == []
+    html = client.get("/", params={"q": stem}).text
+    assert ids[0] in html and ids[1] not in html
+
+
+def test_dicom_case_gives_dicom_seg(client, tmp_path):
+    import highdicom as hd
+
+    src = Path(get_testdata_file("CT_small.dcm"))
+    case = upload(client, src)
+    done = wait_done(client, case["id"])
+    assert done["status"] == "done", done["message"]
+    assert done["modality"] == "CT"
+    stored = client.get(f"/api/cases/{case['id']}/files/{done['files'][0]['name']}").content
+    ds = pydicom.dcmread(io.BytesIO(stored))
+    assert str(ds.PatientName) == "" and ds.PatientIdentityRemoved == "YES"
+    r = client.get(f"/api/cases/{case['id']}/export/dicom-seg")
+    assert r.status_code == 200, r.text
+    seg = hd.seg.segread(io.BytesIO(r.content))
+    assert seg.Modality == "SEG"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ds.SeriesInstanceUID
+    assert done["results"]["spacing"] is not None
+    les = done["results"]["lesions"]
+    if les:
+        assert les[0]["area_mm2"] == pytest.approx(les[0]["area_px"] * np.prod(done["results"]["spacing"]))
+
+
+def test_zipped_series(client, tmp_path):
+    raw = Path(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(raw)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(3):
+            ds.InstanceNumber = i + 1
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.ImagePositionPatient = [0.0, 0.0, float(i) * 5]
+            b = io.BytesIO()
+            ds.save_as(b)
+            zf.writestr(f"s{i}.dcm", b.getvalue())
+    p = tmp_path / "series.zip"
+    p.write_bytes(buf.getvalue())
+    done = wait_done(client, upload(client, p)["id"])
+    assert done["status"] == "done", done["message"]
+    assert done["input_format"] == "dicom-series" and done["results"]["shown_slice"] in (0, 1, 2)
+    vol = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(
+        client.get(f"/api/cases/{done['id']}/export/nifti").content))
+    assert vol.shape[2] == 3
+
+
+def test_bad_upload_is_a_clear_400(client, tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("this is not an image")
+    r = client.post("/api/cases", files={"files": (p.name, p.read_bytes())}, data={"pipeline": "segment"},
+                    headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 400 and "notes.png" in r.json()["detail"]
+    r = client.post("/api/cases", files={"files": (p.name, b"x")}, data={"pipeline": "nope"},
+                    headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 400 and "unknown pipeline" in r.json()["detail"]
+    r = client.post("/api/cases", files={"files": ("a.jpg", sorted(SAMPLE.glob("*.jpg"))[0].read_bytes())},
+                    data={"pipeline": "segment", "model": "no-such-model"}, headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 400 and "cannot run" in r.json()["detail"]
+
+
+def test_restart_keeps_cases_and_resumes_unfinished(settings, live_app):
+    make_user(live_app, "alice")
+    img = sorted(SAMPLE.glob("*.jpg"))[0]
+    with TestClient(live_app) as c:
+        c.csrf = login(c, "alice")
+        done = wait_done(c, upload(c, img)["id"])
+    # a second case "interrupted": left running in the database by a killed server
+    from medattn.app.db import Case
+
+    with live_app.state.medattn.db.session() as s:
+        running = s.get(Case, done["id"])
+        clone = Case(owner_id=running.owner_id, pipeline="segment", model_name="tiny-polyp", status="running",
+                     input_name=img.name, input_format="jpeg", meta={}, results={})
+        s.add(clone)
+        s.flush()
+        live_app.state.medattn.store.add_bytes(s, clone, "input", "input.jpg", img.read_bytes())
+        clone_id = clone.id
+    app2 = create_app(settings, start_worker=True)
+    with TestClient(app2) as c2:
+        c2.csrf = login(c2, "alice")
+        again = c2.get(f"/api/cases/{done['id']}").json()
+        assert again["status"] == "done" and {f["name"] for f in again["files"]} == {f["name"] for f in done["files"]}
+        for f in again["files"]:
+            assert c2.get(f["url"]).status_code == 200
+        resumed = wait_done(c2, clone_id)
+        assert resumed["status"] == "done"
