@@ -245,3 +245,9 @@ def test_cli_info_prints_fields(tmp_path, run_cli):
     assert "1 x 128 x 128 (ZHW)" in out and "2 x 0.5 x 0.5 mm" in out
     lo, hi = float(src.array.min()), float(src.array.max())
     assert f"{lo:.6g} .. {hi:.6g}" in out
+
+
+def test_writer_refuses_colour_nifti(tmp_path):
+    rgb = read_image(_png(tmp_path))
+    with pytest.raises(MedattnIOError, match=r"NIfTI writer stores 2-D or 3-D gray arrays.*\(colour\)"):
+        write_image(tmp_path / "rgb.nii.gz", rgb.array, rgb.meta)

@@ -17,7 +17,7 @@ def describe(path: Path, max_pixels: int | None) -> dict[str, str]:
 
     from medattn.io import read_image
 
-    img = read_image(path, max_pixels=max_pixels)
+    img = read_image(path, max_pixels=max_pixels, progress=True)
     arr, meta = img.array, img.meta
     if arr.dtype == np.bool_:
         value_range = f"{int(arr.sum()):,} of {arr.size:,} true"

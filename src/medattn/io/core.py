@@ -35,6 +35,7 @@ def read_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     reader: str | None = None,
+    progress: bool = False,
 ) -> ImageData:
     """Read an image, volume or DICOM series folder into :class:`ImageData`.
 
@@ -43,7 +44,7 @@ def read_image(
     ``max_pixels`` limits one plane (H x W) before decoding, and volumes to 10x
     that; ``None`` disables the check; the ``MEDATTN_MAX_PIXELS`` environment
     variable replaces the default. Any problem raises :class:`MedattnIOError`
-    naming the file.
+    naming the file. ``progress`` shows a progress bar while a series folder is decoded.
 
     >>> import numpy as np, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
@@ -56,7 +57,7 @@ def read_image(
     if path.is_dir():
         from medattn.io.dicom import read_dicom_series
 
-        return read_dicom_series(path, max_pixels=max_pixels)
+        return read_dicom_series(path, max_pixels=max_pixels, progress=progress)
     chosen, limit = open_reader(path, max_pixels, reader)
     try:
         return chosen.read(path, limit)

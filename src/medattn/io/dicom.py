@@ -357,12 +357,13 @@ def read_dicom_series(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     series_uid: str | None = None,
+    progress: bool = False,
 ) -> ImageData:
     """Read the DICOM series in ``folder`` as a ``(Z, H, W)`` volume in HU, spacing ``(dz, dy, dx)``.
 
     Files that are not DICOM (README, thumbnails) are ignored. A folder holding
     several series needs ``series_uid``. A folder with a single multi-frame file
-    returns that file's frames.
+    returns that file's frames. ``progress`` shows a progress bar on stderr while decoding.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -392,10 +393,11 @@ def read_dicom_series(
         chosen = next(iter(by_series.values()))
     if len(chosen) == 1:
         return read_dicom_file(chosen[0][0], limit, force=not _is_part10(chosen[0][0]))
-    return _read_series(folder, chosen, limit)
+    return _read_series(folder, chosen, limit, progress)
 
 
-def _read_series(folder: Path, chosen: list[tuple[Path, Any]], limit: int | None) -> ImageData:
+def _read_series(folder: Path, chosen: list[tuple[Path, Any]], limit: int | None, progress: bool = False
+                 ) -> ImageData:
     first = chosen[0][1]
     for f, hdr in chosen:
         if _frames(hdr) > 1:
@@ -434,7 +436,7 @@ def _read_series(folder: Path, chosen: list[tuple[Path, Any]], limit: int | None
     original = ""
     any_rescaled = False
     slices = []
-    for idx in order:
+    for idx in _track(order, f"reading {folder.name}", progress):
         f = chosen[idx][0]
         ds = _read_dataset(f, force=not _is_part10(f))
         if not _has_pixels(ds):
@@ -463,6 +465,17 @@ def _read_series(folder: Path, chosen: list[tuple[Path, Any]], limit: int | None
                      format="dicom-series", layout="ZHWC" if volume.ndim == 4 else "ZHW",
                      dicom=dicom_headers[0], extra=extra)
     return finalize(folder, volume, meta)
+
+
+def _track(items: Any, label: str, enabled: bool) -> Any:
+    """Iterate ``items`` with a transient rich progress bar on stderr when ``enabled``."""
+    if not enabled:
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    yield from track(items, description=label, console=Console(stderr=True), transient=True)
 
 
 def _encode(path: Path, arr: np.ndarray, slope: float | None, intercept: float | None

@@ -110,8 +110,10 @@ class NIfTIWriter(ImageWriter):
         arr = np.asarray(array)
         if arr.dtype == np.bool_:
             arr = arr.astype(np.uint8)
-        if arr.ndim not in (2, 3):
-            raise MedattnIOError(path, f"NIfTI writer stores 2-D or 3-D gray arrays; got shape {tuple(arr.shape)}")
+        colour = meta is not None and meta.layout.endswith("C") and len(meta.layout) == arr.ndim
+        if arr.ndim not in (2, 3) or colour:
+            raise MedattnIOError(path, f"NIfTI writer stores 2-D or 3-D gray arrays; got shape {tuple(arr.shape)}"
+                                       + (" (colour)" if colour else ""))
         if arr.dtype == np.float16:
             arr = arr.astype(np.float32)
         affine = None if meta is None else meta.affine
