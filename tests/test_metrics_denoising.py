@@ -71,4 +71,7 @@ def test_streaming_window_clips_both_images():
     row = m.update(pred, target)
     assert row["rmse"] == 0.0 and math.isinf(row["psnr"])
     assert rmse_hu(pred, target) == pytest.approx(300.0)
+    # a preset name is the same window as its numbers
+    x = np.linspace(-300, 400, 24 * 24).reshape(24, 24)
+    assert psnr(x + 20, x, window="soft_tissue") == psnr(x + 20, x, window=(40, 400))
     assert m.aggregate()["count"] == 1

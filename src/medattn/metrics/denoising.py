@@ -1,7 +1,8 @@
 """Image-quality metrics for denoising: PSNR, SSIM and RMSE in Hounsfield units.
 
 The intensity range is always explicit: pass ``data_range`` (e.g. 255 for
-8-bit images, 1 for [0, 1] images) or a CT window ``(center, width)`` in HU.
+8-bit images, 1 for [0, 1] images) or a CT window ``(center, width)`` in HU or a preset name (``"soft_tissue"``, ``"lung"``,
+``"bone"``, ``"brain"``: :data:`medattn.io.WINDOWS`).
 A window clips both images to ``[center - width/2, center + width/2]`` and uses
 ``width`` as the data range, so a score describes what a reader sees in that
 window. Integer images without either use their dtype's range (as
@@ -25,7 +26,7 @@ from scipy import ndimage
 
 from medattn.metrics.base import StreamingMetric
 
-Window = tuple[float, float]
+Window = tuple[float, float] | str  # (center, width) in HU, or a preset name of medattn.io.WINDOWS
 
 
 def _prepare(
@@ -36,10 +37,16 @@ def _prepare(
     if pred.shape != target.shape:
         raise ValueError(f"prediction {pred.shape} and target {target.shape} differ in shape")
     if window is not None:
-        center, width = (float(v) for v in window)
-        if width <= 0:
-            raise ValueError(f"window width must be positive, got {width}")
-        lo, hi = center - width / 2, center + width / 2
+        if isinstance(window, str):
+            from medattn.io.windows import window_bounds  # NumPy only; keeps the presets in one place
+
+            lo, hi = window_bounds(window)
+        else:
+            center, width = (float(v) for v in window)
+            if width <= 0:
+                raise ValueError(f"window width must be positive, got {width}")
+            lo, hi = center - width / 2, center + width / 2
+        width = hi - lo
         return (
             np.clip(pred.astype(np.float64), lo, hi),
             np.clip(target.astype(np.float64), lo, hi),
@@ -112,12 +119,12 @@ class DenoisingMetrics(StreamingMetric):
 
     names = ("psnr", "ssim", "rmse")
 
-    def __init__(self, data_range: float | None = None, window: Sequence[float] | None = None) -> None:
+    def __init__(self, data_range: float | None = None, window: Sequence[float] | str | None = None) -> None:
         super().__init__()
-        if window is not None and len(window) != 2:
-            raise ValueError("window is (center, width)")
+        if window is not None and not isinstance(window, str) and len(window) != 2:
+            raise ValueError("window is (center, width) or a preset name")
         self.data_range = data_range
-        self.window = None if window is None else (float(window[0]), float(window[1]))
+        self.window = window if window is None or isinstance(window, str) else (float(window[0]), float(window[1]))
 
     def compute(self, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
         return {
