@@ -139,16 +139,22 @@ class FSAM(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Upsample to the skip's size, concatenate the skip, two Conv-BN-ReLU blocks."""
+    """Upsample to the skip's size, concatenate the skip, two Conv-BN-ReLU blocks.
+
+    The skip is first reduced to ``cout`` channels by a 1x1 Conv-BN-ReLU (as DeepLabv3+ does
+    with low-level features): ResNeXt skips are wide and the 3x3 convs at high resolution
+    would otherwise dominate the decoder's cost.
+    """
 
     def __init__(self, cin: int, skip: int, cout: int) -> None:
         super().__init__()
-        self.conv1 = ConvBNReLU(cin + skip, cout)
+        self.skip = ConvBNReLU(skip, cout, kernel=1)
+        self.conv1 = ConvBNReLU(cin + cout, cout)
         self.conv2 = ConvBNReLU(cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv2(self.conv1(torch.cat([x, skip], dim=1)))
+        return self.conv2(self.conv1(torch.cat([x, self.skip(skip)], dim=1)))
 
 
 def point_sample(features: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
