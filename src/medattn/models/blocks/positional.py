@@ -34,9 +34,10 @@ def sinusoidal_1d(length: int, d_model: int, *, device: torch.device | None = No
     position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
     div_term = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32)
                          * (-math.log(10000.0) / d_model))
-    pe = torch.zeros(length, d_model, device=device, dtype=torch.float32)
-    pe[:, 0::2] = torch.sin(position * div_term)
-    pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
+    angle = position * div_term
+    # interleave sin / cos columns (Box 1's pe[:, 0::2] and pe[:, 1::2]) without in-place slice
+    # assignment, which the ONNX exporter turns into slow scatter ops
+    pe = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(1)[:, :d_model]
     return pe.to(dtype)
 
 
