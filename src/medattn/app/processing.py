@@ -105,8 +105,10 @@ def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[
     k = int(np.argmax(masks.reshape(len(masks), -1).sum(1))) if masks.any() else len(slices) // 2
     spacing = data.meta.spacing[-2:] if data.meta.spacing else None
     lesions = []
+    # Specks below 0.01 % of the slice (at least 4 px) are noise, not lesions a reader would review.
+    min_area = max(4, int(1e-4 * probs[0].size))
     for i, p in enumerate(probs):
-        for les in measure_lesions(p, 0.5, spacing):
+        for les in measure_lesions(p, 0.5, spacing, min_area=min_area):
             if volume:
                 les["slice"] = i
             lesions.append(les)
@@ -122,7 +124,8 @@ def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[
     vol = masks.astype(np.uint8) if volume else masks[0].astype(np.uint8)
     np.save(tmp / "mask_volume.npy", vol)
     res.files.append(("mask_volume", tmp / "mask_volume.npy", "mask_volume.npy"))
-    res.results = {"lesions": lesions, "spacing": list(spacing) if spacing else None, "shown_slice": k,
+    lesions.sort(key=lambda r: -r["area_px"])
+    res.results = {"lesions": lesions, "min_lesion_area_px": min_area, "spacing": list(spacing) if spacing else None, "shown_slice": k,
                    "model": lm.name}
     return res
 

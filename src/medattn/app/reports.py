@@ -14,6 +14,7 @@ DISCLAIMER = (
     "This result was produced by software to assist a clinician. It does not replace a clinician's "
     "diagnosis or judgement and must be reviewed by a qualified professional."
 )
+MAX_LESION_ROWS = 60
 _PANELS = (("preview", "Original"), ("processed", "Processed"), ("overlay", "Mask overlay"),
            ("attention", "Attention map"))
 
@@ -82,7 +83,7 @@ def build_report(case: Case, store: CaseStore) -> bytes:
                 pdf.cell(w, 6, h, border=1)
             pdf.ln()
             pdf.set_font("Helvetica", size=9)
-            for i, les in enumerate(lesions, 1):
+            for i, les in enumerate(lesions[:MAX_LESION_ROWS], 1):
                 mm2 = les.get("area_mm2")
                 row = (str(i), str(les["area_px"]), f"{mm2:.1f}" if mm2 is not None else "n/a",
                        ", ".join(str(v) for v in les["bbox"]), f"{les['mean_confidence']:.2f}",
@@ -90,6 +91,9 @@ def build_report(case: Case, store: CaseStore) -> bytes:
                 for v, w in zip(row, widths, strict=True):
                     pdf.cell(w, 6, v, border=1)
                 pdf.ln()
+            if len(lesions) > MAX_LESION_ROWS:
+                pdf.cell(0, 6, f"... and {len(lesions) - MAX_LESION_ROWS} smaller lesions (all are in the API "
+                               "and the NIfTI mask)", new_x="LMARGIN", new_y="NEXT")
     metrics = case.results.get("metrics")
     if metrics:
         pdf.ln(2)
