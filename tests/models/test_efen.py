@@ -181,3 +181,22 @@ def test_onnx_export_matches_torch(tmp_path, pos):
     with torch.no_grad():
         assert net(x).abs().max() > 1e-3  # a meaningful comparison, not two near-zero maps
     assert max_abs_difference(net, path, x) < 1e-4
+
+
+def test_small_efen_learns_a_synthetic_mask():
+    """A few Adam steps fit a bright-disk mask through both U-Nets and the attention skips."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    centres = [(10, 12), (20, 18), (14, 22), (22, 9)]
+    masks = torch.stack([((yy - cy) ** 2 + (xx - cx) ** 2 < 36).float() for cy, cx in centres])[:, None]
+    torch.manual_seed(0)
+    images = (masks * 0.6 + 0.2 * torch.rand(4, 1, 32, 32)).expand(4, 3, 32, 32)
+    net = _tiny_efen().train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(net(images), masks)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
