@@ -15,3 +15,27 @@ class TestAttentionUNet(SegmentationModelTester):
 
 class TestUNetPlusPlus(SegmentationModelTester):
     model_name = "unetpp"
+
+
+class TestPraNet(SegmentationModelTester):
+    model_name = "pranet"
+    options = {"encoder": "resnext_lite"}  # the default ResNet-50 is exercised by the registry walk
+
+
+def test_pranet_reverse_attention_weights_unsegmented_regions():
+    """RA (PraNet Eq. 2) weights features by 1 - sigmoid(previous map): confident foreground is erased."""
+    import torch
+
+    from medattn.models.pranet import ReverseAttention
+
+    ra = ReverseAttention(4, 8, 3, 1).eval()
+    feat = torch.rand(1, 4, 8, 8)
+    prev = torch.full((1, 1, 8, 8), -30.0)
+    prev[..., :4] = 30.0  # left half already segmented with certainty
+    seen = []
+    ra.convs[0].register_forward_hook(lambda _m, inp, _o: seen.append(inp[0]))
+    with torch.no_grad():
+        out = ra(feat, prev)
+    assert torch.allclose(seen[0][..., :4], torch.zeros(1), atol=1e-9)
+    torch.testing.assert_close(seen[0][..., 4:], feat[..., 4:])
+    assert out.shape == prev.shape
