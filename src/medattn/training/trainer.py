@@ -1,0 +1,458 @@
+"""The training loop behind ``medattn train``.
+
+One :class:`Trainer` serves every registered model: segmentation networks (with
+deep-supervision lists and BSANet's ``point_loss``) and, through a dataset builder
+whose items carry a ``target``, image-to-image models (LDCT denoising).
+
+Reproducibility: at the start of every epoch the Python, NumPy and torch RNGs, the
+sampler (``DistributedSampler.set_epoch``), the loader's generator and the
+augmentation pipeline are reseeded from ``(seed, epoch, rank)``. An epoch therefore
+depends only on the weights and optimiser state it starts from, which is why
+``--resume`` reproduces an uninterrupted run exactly. The sampler is always a
+``DistributedSampler`` (a world of one without torchrun) and ``train.batch_size`` is
+the *global* batch, so 1 and N processes see the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medattn.errors import ConfigError
+from medattn.training import distributed as D
+from medattn.training.checkpoint import (
+    STATE_FILE,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    save_state,
+    set_rng_state,
+    unwrap,
+)
+from medattn.training.config import Config, save_config
+from medattn.training.data import DataBundle, get_dataset_builder
+from medattn.training.optim import build_optimizer, build_scheduler
+from medattn.utils.fileio import atomic_path, atomic_write_text
+
+_LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "hd95", "assd")
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or paused) run."""
+
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    monitor: str = "val_dice"
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs_done: int = 0
+    stopped_early: bool = False
+    paused: bool = False
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``cfg.out_dir`` or ``runs/<name>`` under the current folder."""
+    return cfg.out_dir if cfg.out_dir is not None else Path("runs") / (cfg.name or "run")
+
+
+def monitor_mode(name: str) -> str:
+    """``min`` for losses and errors, ``max`` for scores."""
+    return "min" if name.endswith(_LOWER_IS_BETTER) else "max"
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 9_973 + rank * 101) % (2**31)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- validation metrics
+
+
+def segmentation_scores(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image Dice and IoU of the thresholded prediction (sigmoid > 0.5, or argmax).
+
+    Both empty counts as a perfect score (1). Several classes: mean over foreground classes.
+    """
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        pred = (logits > 0).float()  # sigmoid(x) > 0.5
+        gt = (target > 0.5).float()
+    else:
+        classes = logits.shape[1]
+        pred = nn.functional.one_hot(logits.argmax(1), classes).permute(0, 3, 1, 2)[:, 1:].float()
+        labels = target[:, 0].long() if target.shape[1] == 1 else target.argmax(1)
+        gt = nn.functional.one_hot(labels, classes).permute(0, 3, 1, 2)[:, 1:].float()
+    inter = (pred * gt).sum(dim=(2, 3))
+    total = pred.sum(dim=(2, 3)) + gt.sum(dim=(2, 3))
+    union = total - inter
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1e-12), torch.ones_like(total))
+    iou = torch.where(union > 0, inter / union.clamp_min(1e-12), torch.ones_like(union))
+    return {"dice": dice.mean(1), "iou": iou.mean(1)}
+
+
+def restoration_scores(output: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-image PSNR (dB, for ``data_range``) and MSE."""
+    mse = ((output.float() - target.float()) ** 2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
+    return {"psnr": psnr, "mse": mse}
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``history.json`` and ``history.csv`` (one row per epoch), atomically."""
+    atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1) + "\n")
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(run_dir / "history.csv", buf.getvalue())
+
+
+def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> Path | None:
+    """``curves.png``: losses (left) and validation scores (right) per epoch."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("train_loss", "val_loss"):
+        pts = [(e, row[key]) for e, row in zip(epochs, history, strict=True) if row.get(key) is not None]
+        if pts:
+            ax_l.plot(*zip(*pts, strict=True), marker="o", label=key)
+    ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_l.legend()
+    scores = [k for k in history[-1] if k.startswith("val_") and k != "val_loss"]
+    for key in scores:
+        pts = [(e, row[key]) for e, row in zip(epochs, history, strict=True) if row.get(key) is not None]
+        if pts:
+            ax_m.plot(*zip(*pts, strict=True), marker="o", label=key)
+    ax_m.set(xlabel="epoch", title="validation")
+    if scores:
+        ax_m.legend()
+    fig.tight_layout()
+    target = run_dir / "curves.png"
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return target
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Train ``cfg.model`` on ``cfg.data`` into ``run_dir``.
+
+    Args:
+        cfg: the validated configuration.
+        run_dir: output folder (default :func:`default_run_dir`).
+        resume: continue the run in ``run_dir`` from its ``state.pt``.
+        progress: show the rich progress bar (rank 0 only).
+
+    Hooks for subclasses (nnU-Net style): :meth:`build_model`, :meth:`build_loss`,
+    :meth:`compute_loss`, :meth:`scores`.
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                 progress: bool = True) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+        self.resume = resume
+        self.progress = progress
+
+    # ---- hooks
+    def build_model(self) -> tuple[nn.Module, dict[str, Any], str]:
+        """The network, the builder options that rebuild it, and its registry task."""
+        from medattn.models import create, model_info
+
+        info = model_info(self.cfg.model.name)
+        options = {**info.default_options, **self.cfg.model.options}
+        if info.task == "segmentation":
+            options.setdefault("in_channels", self.cfg.data.in_channels)
+            options.setdefault("num_classes", self.cfg.model.num_classes)
+        model = create(self.cfg.model.name, **options)
+        return model, options, info.task
+
+    def build_loss(self) -> nn.Module:
+        from medattn.losses import DeepSupervisionLoss, build_loss
+
+        lc = self.cfg.loss
+        return DeepSupervisionLoss(build_loss(lc.name, **lc.options), lc.aux_weights, lc.normalize_aux)
+
+    def compute_loss(self, model: nn.Module, outputs: Any, target: torch.Tensor) -> torch.Tensor:
+        """Loss of one batch in fp32; adds ``point_loss(target)`` for models that define it (BSANet)."""
+        if isinstance(outputs, (list, tuple)):
+            outputs = [o.float() for o in outputs]
+        else:
+            outputs = outputs.float()
+        loss = self.loss_fn(outputs, target)
+        inner = unwrap(model)
+        weight = self.cfg.loss.point_loss_weight
+        if weight and callable(getattr(inner, "point_loss", None)) and getattr(inner, "last_points", 1) is not None:
+            loss = loss + weight * inner.point_loss(target).float()
+        return loss
+
+    def scores(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample validation scores (``val_`` is prefixed)."""
+        if self.task == "segmentation":
+            return segmentation_scores(outputs, target)
+        return restoration_scores(outputs, target)
+
+    # ---- helpers
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self.dist.device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loader(self, dataset: Any, batch: int, train: bool) -> torch.utils.data.DataLoader:
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        from medattn.data import worker_init_fn
+
+        if train:
+            sampler = DistributedSampler(dataset, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                         shuffle=True, seed=self.cfg.train.seed, drop_last=self.cfg.train.drop_last)
+        else:
+            sampler = D.ShardSampler(len(dataset), self.dist.rank, self.dist.world_size)
+        self.generator = torch.Generator()
+        self.generator.manual_seed(self.cfg.train.seed)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.cfg.data.workers,
+                          worker_init_fn=worker_init_fn if self.cfg.data.workers else None,
+                          generator=self.generator if train else None, drop_last=train and self.cfg.train.drop_last,
+                          pin_memory=self.dist.device.startswith("cuda"))
+
+    def _seed_epoch(self, epoch: int, dataset: Any, sampler: Any) -> None:
+        s = _epoch_seed(self.cfg.train.seed, epoch, self.dist.rank)
+        seed_everything(s)
+        self.generator.manual_seed(_epoch_seed(self.cfg.train.seed, epoch))
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_random_state"):
+            dataset.set_random_state(s)
+
+    def _prepare_run_dir(self) -> None:
+        state = self.run_dir / STATE_FILE
+        if not self.resume and state.exists():
+            raise ConfigError(f"{self.run_dir}: already holds a run; continue it with `medattn train --resume "
+                              f"{self.run_dir}` or choose another --out")
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- the loop
+    def fit(self, stop_after: int | None = None) -> TrainResult:
+        """Train; ``stop_after`` ends this call after that many epochs (resumable, like a job time limit)."""
+        self.dist = D.setup(self.cfg.train.device)
+        try:
+            return self._fit(stop_after)
+        finally:
+            D.cleanup(self.dist)
+
+    def _fit(self, stop_after: int | None) -> TrainResult:
+        cfg, tc, dist = self.cfg, self.cfg.train, self.dist
+        if tc.batch_size % dist.world_size:
+            raise ConfigError(f"train.batch_size={tc.batch_size} is not divisible by the {dist.world_size} "
+                              "processes (it is the global batch)")
+        self._prepare_run_dir()
+        if tc.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        seed_everything(tc.seed)
+
+        bundle: DataBundle = get_dataset_builder(cfg.data.kind)(cfg)
+        model, options, self.task = self.build_model()
+        model.to(dist.device)
+        self.loss_fn = self.build_loss()
+        train_loader = self._loader(bundle.train, tc.batch_size // dist.world_size, train=True)
+        val_loader = self._loader(bundle.val, tc.batch_size // dist.world_size, train=False) if bundle.val else None
+        steps = len(train_loader) if tc.max_steps_per_epoch is None else min(len(train_loader), tc.max_steps_per_epoch)
+        if steps == 0:
+            raise ConfigError(f"no training batches: {len(bundle.train)} samples, batch {tc.batch_size}"
+                              + (" with drop_last" if tc.drop_last else ""))
+        default_monitor = "val_dice" if self.task == "segmentation" else "val_psnr"
+        monitor = tc.monitor or (default_monitor if val_loader is not None else "train_loss")
+        mode = monitor_mode(monitor)
+        optimizer = build_optimizer(model.parameters(), cfg.optim)
+        schedule = build_scheduler(optimizer, cfg.schedule, tc.epochs, steps, mode=mode)
+
+        start, best, best_epoch, bad, history = 0, None, None, 0, []
+        started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if self.resume:
+            state = load_state(self.run_dir / STATE_FILE)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["scheduler"])
+            start, best, best_epoch, bad = state["epoch"], state["best"], state["best_epoch"], state["bad_epochs"]
+            history, started = list(state["history"]), state["started"]
+            set_rng_state(state["rng"])
+        if dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dist.local_rank] if dist.device.startswith("cuda") else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        if dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+            if bundle.split and not self.resume:
+                from medattn.data import save_split
+
+                save_split(self.run_dir / "split.json", bundle.split,
+                           meta={"protocol": cfg.data.split.kind, "seed": cfg.data.split.seed})
+
+        version = f"{cfg.name}@{started}"
+        result = TrainResult(run_dir=self.run_dir, history=history, monitor=monitor, best=best, best_epoch=best_epoch,
+                             epochs_done=start)
+
+        def card_kwargs(epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+            return {"name": cfg.model.name, "options": options, "task": self.task,
+                    "input_size": tuple(cfg.data.input_size), "epoch": epoch, "metrics": metrics,
+                    "config": cfg.dump(), "version": version}
+
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]}  {task.fields[metric]}"), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        bar = Progress(*columns, console=Console(stderr=True), disable=not (self.progress and dist.is_main))
+        ran = 0
+        with bar:
+            task = bar.add_task("train", total=(tc.epochs - start) * steps, loss="-", metric="")
+            for epoch in range(start, tc.epochs):
+                t0 = time.perf_counter()
+                self._seed_epoch(epoch, bundle.train, train_loader.sampler)
+                model.train()
+                loss_sum = torch.zeros(2, dtype=torch.float64)
+                for step, batch in enumerate(train_loader):
+                    if step >= steps:
+                        break
+                    x = batch["image"].to(dist.device, non_blocking=True)
+                    y = batch[bundle.target_key].to(dist.device, non_blocking=True)
+                    with self._autocast():
+                        out = model(x)
+                    loss = self.compute_loss(model, out, y)
+                    if not torch.isfinite(loss):
+                        raise ConfigError(f"epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}; "
+                                          "lower optim.lr or use precision fp32")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if tc.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    optimizer.step()
+                    if schedule.interval == "step":
+                        schedule.step()
+                    loss_sum += torch.tensor([loss.item() * x.shape[0], x.shape[0]], dtype=torch.float64)
+                    bar.update(task, advance=1, description=f"epoch {epoch + 1}/{tc.epochs}",
+                               loss=f"{loss_sum[0] / loss_sum[1]:.4f}")
+                D.all_reduce_sum(loss_sum, dist)
+                row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                                       "train_loss": float(loss_sum[0] / loss_sum[1])}
+                validated = val_loader is not None and ((epoch + 1) % tc.val_interval == 0 or epoch + 1 == tc.epochs)
+                if validated:
+                    row.update(self.validate(model, val_loader, bundle.target_key))
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                if schedule.interval == "epoch":
+                    schedule.step(row.get(monitor))
+                history.append(row)
+                ran += 1
+
+                value = row.get(monitor)
+                improved = False
+                if value is not None:
+                    if best is None or (value > best + tc.min_delta if mode == "max" else value < best - tc.min_delta):
+                        best, best_epoch, bad, improved = float(value), epoch + 1, 0, True
+                    else:
+                        bad += 1
+                stop_early = tc.early_stopping is not None and bad >= tc.early_stopping
+                final = epoch + 1 == tc.epochs or stop_early or (stop_after is not None and ran >= stop_after)
+                metrics = {k: v for k, v in row.items() if k != "epoch"}
+                if dist.is_main:
+                    if improved:
+                        save_checkpoint(self.run_dir, "best", model, **card_kwargs(epoch + 1, metrics))
+                    if (epoch + 1) % tc.checkpoint_interval == 0 or final:
+                        save_checkpoint(self.run_dir, "last", model, **card_kwargs(epoch + 1, metrics))
+                        save_state(self.run_dir / STATE_FILE, {
+                            "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": schedule.state_dict(), "epoch": epoch + 1, "best": best,
+                            "best_epoch": best_epoch, "bad_epochs": bad, "history": history,
+                            "started": started, "monitor": monitor, "rng": rng_state(),
+                        })
+                    write_history(self.run_dir, history)
+                shown = f"{monitor} {value:.4f}" if value is not None else ""
+                bar.update(task, metric=shown)
+                D.barrier(dist)
+                result.epochs_done = epoch + 1
+                if stop_early:
+                    result.stopped_early = True
+                    break
+                if stop_after is not None and ran >= stop_after and epoch + 1 < tc.epochs:
+                    result.paused = True
+                    break
+        result.best, result.best_epoch, result.history = best, best_epoch, history
+        if dist.is_main and tc.curves and not result.paused:
+            plot_curves(self.run_dir, history)
+        return result
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, loader: Any, target_key: str) -> dict[str, float]:
+        """Mean validation loss and scores over the whole validation set (summed over processes)."""
+        model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        for batch in loader:
+            x = batch["image"].to(self.dist.device)
+            y = batch[target_key].to(self.dist.device)
+            with self._autocast():
+                out = model(x)
+            out = out.float()
+            n = x.shape[0]
+            values = {"loss": self.loss_fn(out, y).detach().double() * n}
+            values.update({k: v.double().sum() for k, v in self.scores(out, y).items()})
+            for k, v in values.items():
+                sums[k] = sums.get(k, torch.zeros((), dtype=torch.float64)) + v.cpu()
+            sums["n"] = sums.get("n", torch.zeros((), dtype=torch.float64)) + n
+        keys = sorted(k for k in sums if k != "n") if sums else ["loss"]
+        packed = torch.stack([sums.get(k, torch.zeros((), dtype=torch.float64)) for k in [*keys, "n"]])
+        D.all_reduce_sum(packed, self.dist)
+        count = packed[-1].item()
+        return {f"val_{k}": (packed[i].item() / count if count else math.nan) for i, k in enumerate(keys)}
+
+
+def train(cfg: Config, run_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train ``cfg`` (see :class:`Trainer`)."""
+    return Trainer(cfg, run_dir=run_dir, resume=resume, progress=progress).fit(stop_after=stop_after)

@@ -1,0 +1,92 @@
+"""Training config: defaults, dotted --set overrides, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medattn.errors import ConfigError, MedattnIOError
+from medattn.training.config import Config, load_config, parse_override
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples" / "kvasir"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    p = _write(tmp_path, f"model: {{name: unet}}\ndata: {{root: {SAMPLES}}}\n")
+    cfg = load_config(p, ["train.epochs=5", "data.input_size=176", "optim.lr=1e-3", "model.options.dropout=0.1",
+                          "data.augment=[flip, {name: rotate, range: 30}]", "train.grad_clip=null"])
+    assert cfg.name == "exp"
+    assert cfg.train.epochs == 5 and cfg.data.input_size == (176, 176)
+    assert cfg.optim.lr == pytest.approx(1e-3) and cfg.model.options == {"dropout": 0.1}
+    assert cfg.data.augment == ["flip", {"name": "rotate", "range": 30}]
+    assert cfg.data.root == [SAMPLES.resolve()]
+    d = Config().dump()  # every section has visible defaults
+    assert d["train"]["batch_size"] == 8 and d["loss"]["name"] == "bce_dice" and d["schedule"]["name"] == "none"
+
+
+def test_parse_override_yaml_scalars() -> None:
+    assert parse_override("a.b=5") == ("a.b", 5)
+    assert parse_override("a=true") == ("a", True)
+    assert parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert parse_override("a=") == ("a", None)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("train.epochs")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.name=unett"], "model.name: unknown model 'unett' (did you mean unet"),
+        (["train.epochs=x"], "train.epochs: Input should be a valid integer"),
+        (["data.root=/no/such/folder"], "data.root: /no/such/folder: no such folder"),
+        (["train.epoch=3"], "train.epoch: unknown setting"),
+        (["loss.name=dise"], "loss.name: unknown loss 'dise' (did you mean dice?)"),
+        (["optim.name=rmsprop"], "optim.name: Input should be 'adam', 'adamw' or 'sgd'"),
+        (["data.split.kind=kfold", "data.split.fold=5"], "fold 5 does not exist with k=5"),
+        (["train.epochs.x=1"], "train.epochs: Input should be a valid integer"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:
+    p = _write(tmp_path, f"data: {{root: {SAMPLES}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p, overrides)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert text.startswith(("exp.yaml: ", "--set"))
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(MedattnIOError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(MedattnIOError, match="invalid YAML at line 3"):
+        load_config(_write(tmp_path, "a: 1\nb: [\n"))
+    with pytest.raises(MedattnIOError, match="mapping"):
+        load_config(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_cli_error_lines(tmp_path: Path, run_cli) -> None:
+    p = _write(tmp_path, f"data: {{root: {SAMPLES}}}\n")
+    code, _, err = run_cli("train", p, "--set", "train.epochs=x", "--no-progress")
+    assert code == 2 and err.startswith("error: exp.yaml: train.epochs:") and err.count("\n") == 1
+    code, _, err = run_cli("train", p, "--set", "model.name=attention_unnet")
+    assert code == 2 and "did you mean attention_unet" in err
+    code, _, err = run_cli("train", "--resume", tmp_path)
+    assert code == 2 and "not a run folder" in err
+
+
+def test_shipped_configs_validate(shared_data: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    names = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("pretrain"))
+    assert len(names) >= 7
+    for p in names:
+        cfg = load_config(p)
+        assert yaml.safe_load(p.read_text())["model"]["name"] == cfg.model.name
