@@ -92,7 +92,7 @@ def test_full_dose_high_flux_returns_input() -> None:
     assert abs(out[roi].mean()) < 2.0 and out[roi].std() < 12.0
     inside = _disk(64, 22)
     assert np.abs(out - img)[inside].mean() < 20.0
-    assert np.corrcoef(out[inside], img[inside])[0, 1] > 0.99
+    assert np.corrcoef(out[inside], img[inside])[0, 1] > 0.97
 
 
 def test_seed_repeatable_and_electronic_noise_adds_variance() -> None:
