@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -11,9 +12,27 @@ from medattn.app.settings import AppSettings
 from medattn.app.web import create_app
 
 
+def _fresh_db_url() -> str | None:
+    """MEDATTN_TEST_DB_URL runs the app tests on another database (e.g. PostgreSQL), emptied per test."""
+    url = os.environ.get("MEDATTN_TEST_DB_URL")
+    if not url:
+        return None
+    from sqlalchemy import text
+
+    from medattn.app.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
 def settings(tmp_path) -> AppSettings:
-    return AppSettings(data_dir=tmp_path / "data", max_upload_mb=5, max_pixels=4_000_000, queue_size=8)
+    return AppSettings(data_dir=tmp_path / "data", db_url=_fresh_db_url(), max_upload_mb=5, max_pixels=4_000_000,
+                       queue_size=8)
 
 
 @pytest.fixture

@@ -135,3 +135,17 @@ def test_openapi_lists_case_routes(app):
         spec = c.get("/openapi.json").json()
         assert "/api/cases" in spec["paths"] and "/api/cases/{case_id}/report.pdf" in spec["paths"]
         assert c.get("/docs").status_code == 200
+
+
+def test_users_cli_and_first_admin(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("MEDATTN_PASSWORD", "a-long-password")
+    data = tmp_path / "d"
+    code, out, err = run_cli("users", "create", "--admin", "root", "--data-dir", data)
+    assert code == 0, err
+    code, _, err = run_cli("users", "create", "root", "--data-dir", data)
+    assert code == 2 and "already exists" in err and err.count("\n") == 1
+    monkeypatch.setenv("MEDATTN_PASSWORD", "short")
+    code, _, err = run_cli("users", "create", "xy", "--data-dir", data)
+    assert code == 2 and "at least 8" in err
+    code, out, _ = run_cli("users", "list", "--data-dir", data)
+    assert out.split() == ["root", "admin", out.split()[2]]

@@ -98,8 +98,19 @@ class CaseFile(Base):
     case: Mapped[Case] = relationship(back_populates="files")
 
 
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (the ``[postgres]`` extra) unless psycopg2 is installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def make_engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {}
+    url = normalise_url(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, future=True, **kwargs)
@@ -125,7 +136,7 @@ def init_db(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     engine = make_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
