@@ -1,0 +1,1 @@
+"""Lesion-detection enhancement (seed paper 002): CAWE, colorization GAN, fusion, detector FROC."""
