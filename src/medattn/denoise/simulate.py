@@ -12,8 +12,9 @@ Pipeline (:func:`simulate_low_dose`), never Gaussian noise on the image:
 4. ``p_low = -log(N / (I0 * dose))``;
 5. filtered back-projection (ramp or Hann-windowed ramp) and back to HU.
 
-The image is embedded in the disk that circumscribes it (zero attenuation
-outside), so the whole slice, corners included, is projected and reconstructed.
+The object must sit inside the reconstruction disk: the slice is placed in the
+smallest centred disk that holds all of its non-air pixels (or, ``fov="full"``,
+the disk around the whole slice, corners included), with zero attenuation outside.
 
 The Radon transform follows scikit-image's ``radon(circle=True)`` conventions
 (rotation about pixel ``N // 2``, one detector bin per pixel, bilinear sampling)
@@ -37,8 +38,12 @@ import torch.nn.functional as F
 MU_WATER = 0.0193
 """Linear attenuation of water in 1/mm at about 70 keV (NIST XCOM: 0.193 /cm)."""
 
-DEFAULT_I0 = 1.0e5
-"""Default incident photons per detector bin and view at full dose."""
+DEFAULT_I0 = 2.0e6
+"""Default incident photons per detector bin and view at full dose: with 720 views and the ramp
+filter, a quarter dose then gives about 55 HU of noise in soft tissue on 1 mm abdominal slices."""
+
+AIR_HU = -950.0
+"""Pixels at or below this are treated as air when choosing the imaged disk (``fov="auto"``)."""
 
 FILTERS = ("ramp", "hann")
 
@@ -243,6 +248,7 @@ def simulate_low_dose(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     noiseless: bool = False,
+    fov: str = "auto",
 ) -> np.ndarray:
     """A low-dose version of normal-dose HU slice(s) ``(H, W)`` or ``(B, H, W)`` (see the module docstring).
 
@@ -250,6 +256,8 @@ def simulate_low_dose(
     detector bin and view); ``pixel_size_mm`` converts attenuation per mm into per-pixel line
     integrals, so give the slice's real spacing: noise depends on the physical path length.
     The result is float32 HU with the input's shape. ``seed`` (or ``generator``) makes it repeatable.
+    ``fov="auto"`` images the smallest centred disk holding all non-air pixels (above
+    :data:`AIR_HU`), ``"full"`` the disk around the whole slice.
     ``noiseless=True`` skips the counting statistics: what is left is the error of the
     projection / reconstruction chain alone.
 
@@ -276,11 +284,27 @@ def simulate_low_dose(
         generator = torch.Generator()
         generator.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2**63)))
     _, h, w = x.shape
-    # embed the slice in the disk that circumscribes it: the whole slice, corners too, is imaged
-    size = math.ceil(math.hypot(h, w)) + 2
-    top, left = (size - h) // 2, (size - w) // 2
-    mu = x.new_zeros(x.shape[0], size, size)
-    mu[:, top : top + h, left : left + w] = hu_to_mu(x, mu_water) * pixel_size_mm
+    # the object must lie inside the reconstruction disk: the circumscribing disk of the whole
+    # slice, or (fov="auto") the smallest centred disk holding every non-air pixel, which is
+    # 2-3x cheaper on body slices; pixels outside it are air and keep their values
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = torch.meshgrid(torch.arange(h) - cy, torch.arange(w) - cx, indexing="ij")
+    radius2 = yy**2 + xx**2
+    if fov == "auto":
+        solid = (x > AIR_HU).any(dim=0)
+        reach = float(radius2[solid].max().sqrt()) if bool(solid.any()) else 4.0
+    elif fov == "full":
+        reach = float(radius2.max().sqrt())
+    else:
+        raise ValueError(f"fov must be 'auto' or 'full', got {fov!r}")
+    size = 2 * math.ceil(reach) + 4
+    big = torch.full((x.shape[0], max(size, h) + 2, max(size, w) + 2), -1000.0)
+    oy, ox = (big.shape[1] - h) // 2, (big.shape[2] - w) // 2
+    big[:, oy : oy + h, ox : ox + w] = x
+    # crop the size x size square centred on the slice centre (beyond it: air by construction)
+    ccy, ccx = oy + cy, ox + cx
+    top, left = round(ccy - (size - 1) / 2.0), round(ccx - (size - 1) / 2.0)
+    mu = hu_to_mu(big[:, top : top + size, left : left + size], mu_water) * pixel_size_mm
     geom = ParallelBeam(size, n_angles)
     p = geom.project(mu)
     flux = i0 * dose
@@ -291,6 +315,10 @@ def simulate_low_dose(
         if electronic_noise > 0:
             counts = counts + electronic_noise * torch.randn(counts.shape, generator=generator)
         p_low = -torch.log(counts.clamp_min(min_counts) / flux)
-    rec = geom.fbp(p_low, filter_name)[:, top : top + h, left : left + w] / pixel_size_mm
-    out = mu_to_hu(rec, mu_water).numpy().astype(np.float32)
+    rec_big = big.clone()
+    rec_big[:, top : top + size, left : left + size] = mu_to_hu(geom.fbp(p_low, filter_name) / pixel_size_mm, mu_water)
+    rec = rec_big[:, oy : oy + h, ox : ox + w]
+    inside = radius2 <= (size / 2.0 - 2) ** 2
+    rec = torch.where(inside, rec, x)
+    out = rec.numpy().astype(np.float32)
     return out[0] if single else out
