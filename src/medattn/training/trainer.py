@@ -272,9 +272,13 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> TrainResult:
         """Train; ``stop_after`` ends this call after that many epochs (resumable, like a job time limit)."""
         self.dist = D.setup(self.cfg.train.device)
+        # deterministic mode is process-global: restore the caller's setting afterwards
+        previous = (torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled())
         try:
             return self._fit(stop_after)
         finally:
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
             D.cleanup(self.dist)
 
     def _fit(self, stop_after: int | None) -> TrainResult:
