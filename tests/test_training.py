@@ -222,3 +222,25 @@ def test_schedules() -> None:
     assert cos == pytest.approx(want)
     plateau = lrs(ScheduleConfig(name="plateau", patience=1, factor=0.5), 5, 1, metrics=[0.5, 0.6, 0.6, 0.6, 0.6])
     assert plateau == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05])
+
+
+def test_bsanet_trains_with_deep_supervision_and_point_loss(tiny: Path, tmp_path: Path) -> None:
+    """A paper model through the engine: list outputs weighted, ARM point loss added, card reloads."""
+    from medattn.inference import load_model
+
+    calls: list[tuple[int, float]] = []
+
+    class Spy(Trainer):
+        def compute_loss(self, model, outputs, target):
+            loss = super().compute_loss(model, outputs, target)
+            calls.append((len(outputs) if isinstance(outputs, list) else 1, loss.item()))
+            return loss
+
+    cfg = load_config(tiny, ["model.name=bsanet", "model.options={}", "train.epochs=1", "data.limit=2",
+                             "train.max_steps_per_epoch=1", "loss.name=structure", "train.curves=false"])
+    result = Spy(cfg, run_dir=tmp_path / "bsa", progress=False).fit()
+    assert result.epochs_done == 1 and len(calls) == 1
+    n_outputs, value = calls[0]
+    assert n_outputs > 1 and np.isfinite(value)
+    lm = load_model(tmp_path / "bsa")
+    assert lm.name == "bsanet" and lm.input_size == (64, 64)
