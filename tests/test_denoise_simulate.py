@@ -109,7 +109,7 @@ def test_seed_repeatable_and_electronic_noise_adds_variance() -> None:
     assert not np.array_equal(a, _sim(img, dose=0.5, n_angles=48, seed=8))
     batch = np.stack([img] * 8)
     quiet = _sim(batch, dose=0.02, n_angles=48, seed=8)[:, roi].var()
-    loud = _sim(batch, dose=0.02, n_angles=48, seed=8, electronic_noise=40.0)[:, roi].var()
+    loud = _sim(batch, dose=0.02, n_angles=48, seed=8, electronic_noise=150.0)[:, roi].var()
     assert loud > 1.5 * quiet
 
 

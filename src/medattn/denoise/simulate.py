@@ -42,6 +42,9 @@ DEFAULT_I0 = 2.0e6
 """Default incident photons per detector bin and view at full dose: with 720 views and the ramp
 filter, a quarter dose then gives about 55 HU of noise in soft tissue on 1 mm abdominal slices."""
 
+REFERENCE_VIEWS = 720
+"""``i0`` counts photons per view of a scan with this many views (the dose is per rotation)."""
+
 AIR_HU = -950.0
 """Pixels at or below this are treated as air when choosing the imaged disk (``fov="auto"``)."""
 
@@ -241,7 +244,7 @@ def simulate_low_dose(
     i0: float = DEFAULT_I0,
     electronic_noise: float = 0.0,
     pixel_size_mm: float = 1.0,
-    n_angles: int = 720,
+    n_angles: int | None = None,
     filter_name: str = "ramp",
     mu_water: float = MU_WATER,
     min_counts: float = 1.0,
@@ -252,8 +255,10 @@ def simulate_low_dose(
 ) -> np.ndarray:
     """A low-dose version of normal-dose HU slice(s) ``(H, W)`` or ``(B, H, W)`` (see the module docstring).
 
-    ``dose`` is the fraction of the normal dose (the incident flux is ``i0 * dose`` photons per
-    detector bin and view); ``pixel_size_mm`` converts attenuation per mm into per-pixel line
+    ``dose`` is the fraction of the normal dose: the incident flux is ``i0 * dose`` photons per
+    detector bin and view of a :data:`REFERENCE_VIEWS`-view scan. ``n_angles`` (default: about
+    pi/2 x the imaged diameter in pixels, the angular sampling FBP needs) changes the views but
+    not the photons per rotation, so the noise level does not depend on it. ``pixel_size_mm`` converts attenuation per mm into per-pixel line
     integrals, so give the slice's real spacing: noise depends on the physical path length.
     The result is float32 HU with the input's shape. ``seed`` (or ``generator``) makes it repeatable.
     ``fov="auto"`` images the smallest centred disk holding all non-air pixels (above
@@ -305,9 +310,11 @@ def simulate_low_dose(
     ccy, ccx = oy + cy, ox + cx
     top, left = round(ccy - (size - 1) / 2.0), round(ccx - (size - 1) / 2.0)
     mu = hu_to_mu(big[:, top : top + size, left : left + size], mu_water) * pixel_size_mm
+    if n_angles is None:
+        n_angles = max(90, 8 * math.ceil(math.pi / 2 * size / 8))
     geom = ParallelBeam(size, n_angles)
     p = geom.project(mu)
-    flux = i0 * dose
+    flux = i0 * dose * REFERENCE_VIEWS / n_angles
     if noiseless:
         p_low = p
     else:

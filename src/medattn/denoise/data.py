@@ -1,0 +1,373 @@
+"""CT pair datasets for LDCT denoising: volumes in HU -> simulated (low-dose, normal-dose) slice pairs.
+
+Sources (:func:`load_ct`): a DICOM series folder, a DICOM file (single or
+multi-frame), a NIfTI volume, or a folder of slice images (TIFF / NumPy, in HU;
+16-bit unsigned slices are read as ``HU + 1024``). Every source becomes a
+:class:`CTVolume` of ``(Z, H, W)`` float32 HU (clipped below at -1024) with its
+in-plane spacing, which the simulation needs for physical line integrals.
+
+Pairs (:class:`LDCTPairs`): for each slice, the low-dose version is simulated
+once (:func:`medattn.denoise.simulate.simulate_low_dose`) with a seed derived
+from the dataset seed, the volume name and the slice index, so pairs are
+repeatable, and kept in memory and, with ``cache_dir``, on disk. ``mode="patch"``
+yields random 64x64 patch pairs (RED-CNN's patch size) with flips;
+``mode="slice"`` yields full slices for evaluation. Items are dicts
+``{"image": low (1,H,W), "target": normal (1,H,W), "id": str}`` in the models'
+normalised units (``HU / 1000``).
+
+Splits are by *volume* (:func:`split_by_volume`): volumes sharing a ``group``
+(the same scan stored twice) always land on the same side, so no test slice
+comes from a training scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.errors import DatasetError, MedattnIOError
+
+HU_MIN = -1024.0
+_SLICE_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
+
+
+@dataclass
+class CTVolume:
+    """A CT volume in HU.
+
+    Attributes:
+        name: identifier used in splits and sample ids.
+        hu: ``(Z, H, W)`` float32 Hounsfield units.
+        spacing: in-plane pixel size ``(dy, dx)`` in mm (1.0 when unknown).
+        source: the path it was read from.
+        group: scan identity; volumes with the same group are never split apart.
+        anatomy: free text (``chest``, ``head``, ``abdomen``) for transfer-learning splits.
+    """
+
+    name: str
+    hu: np.ndarray
+    spacing: tuple[float, float] = (1.0, 1.0)
+    source: str = ""
+    group: str = ""
+    anatomy: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            self.group = self.name
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.hu.shape[0])
+
+
+def _as_volume_array(path: Path, arr: np.ndarray, layout: str, original_dtype: str) -> np.ndarray:
+    if layout not in ("HW", "ZHW"):
+        raise MedattnIOError(path, f"not a CT image: expected gray slices, got layout {layout} (colour?)")
+    vol = arr[None] if arr.ndim == 2 else arr
+    return vol.astype(np.float32, copy=False)
+
+
+def load_ct(path: str | os.PathLike[str], *, name: str | None = None, group: str | None = None,
+            anatomy: str = "", allow_non_ct: bool = False) -> CTVolume:
+    """Read a CT volume in HU from a DICOM series folder, DICOM/NIfTI file or a slice folder.
+
+    A DICOM whose Modality is not CT is refused (``allow_non_ct`` overrides).
+    """
+    from medattn.io import read_dicom_series, read_image
+
+    path = Path(path)
+    if not path.exists():
+        raise MedattnIOError(path, "no such file or directory")
+    if path.is_dir():
+        slices = sorted(p for p in path.iterdir() if p.suffix.lower() in _SLICE_SUFFIXES)
+        if slices:
+            data = [read_image(p) for p in slices]
+            arrays = []
+            for p, d in zip(slices, data, strict=True):
+                a = d.array
+                if a.ndim != 2:
+                    raise MedattnIOError(p, f"slice folders hold 2-D gray slices; got shape {a.shape}")
+                if a.dtype == np.uint8:
+                    raise MedattnIOError(p, "8-bit image has no Hounsfield units; give DICOM, NIfTI, "
+                                            "float/int16 TIFF or .npy slices in HU")
+                # unsigned 16-bit exports store HU + 1024
+                arrays.append(a.astype(np.float32) - (1024.0 if a.dtype == np.uint16 else 0.0))
+            shapes = {a.shape for a in arrays}
+            if len(shapes) != 1:
+                raise MedattnIOError(path, f"slices differ in size: {sorted(shapes)}")
+            spacing = data[0].meta.spacing
+            image_hu = np.stack(arrays)
+            meta_modality = "CT"
+        else:
+            d = read_dicom_series(path)
+            image_hu = _as_volume_array(path, d.array, d.meta.layout, d.meta.original_dtype)
+            spacing = d.meta.spacing
+            meta_modality = d.meta.modality
+    else:
+        d = read_image(path)
+        image_hu = _as_volume_array(path, d.array, d.meta.layout, d.meta.original_dtype)
+        spacing = d.meta.spacing
+        meta_modality = d.meta.modality
+        if d.meta.format == "nifti" or path.name.endswith((".nii", ".nii.gz")):
+            meta_modality = meta_modality or "CT"
+    if meta_modality not in (None, "CT") and not allow_non_ct:
+        raise MedattnIOError(path, f"modality is {meta_modality}, not CT")
+    inplane = (float(spacing[-2]), float(spacing[-1])) if spacing else (1.0, 1.0)
+    stem = path.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".dcm")
+    vol = np.maximum(np.nan_to_num(image_hu, nan=HU_MIN), HU_MIN).astype(np.float32)
+    return CTVolume(name=name or stem, hu=vol, spacing=inplane, source=str(path), group=group or "", anatomy=anatomy)
+
+
+# -- the project's CT collection --------------------------------------------------------------
+
+#: (name, path relative to the shared data root or "pydicom-data:<file>", group, anatomy, role)
+CT_SOURCES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("ts_dicom", "ct/totalsegmentator-example/dicom", "ts_abdomen_dicom", "abdomen", "test"),
+    ("ts_example_ct", "ct/totalsegmentator-example/example_ct.nii.gz", "ts_abdomen_nifti", "abdomen", "target"),
+    ("ts_chest", "ct/totalsegmentator-example/chest_ct_cropped.nii.gz", "ts_chest", "chest", "pretrain"),
+    ("pd_head_693", "pydicom-data:693_UNCR.dcm", "pd_head_693", "head", "pretrain"),
+    ("pd_head_lv2", "pydicom-data:J2K_pixelrep_mismatch.dcm", "pd_head_lv2", "head", "pretrain"),
+    ("pd_pancreas", "pydicom-data:explicit_VR-UN.dcm", "pd_pancreas", "abdomen", "val"),
+)
+"""Default split: ``test`` = the TotalSegmentator DICOM series (held out); ``target`` = abdomen
+for fine-tuning; ``pretrain`` = other anatomy; ``val`` = one abdominal slice for model selection.
+The NIfTI ``example_ct`` is a different scan from ``dicom/`` (other body habitus, arms out of
+the field of view, 3 mm vs 0.98 mm grid, different table positions), checked by eye; they get
+separate groups. Had they been the same scan, one group would keep them together."""
+
+
+def pydicom_data_file(name: str) -> Path | None:
+    """Path of a file shipped by ``pydicom-data`` or pydicom itself (never downloaded), or None."""
+    folders = []
+    try:
+        import data_store  # the pydicom-data package's module
+
+        folders.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    import pydicom
+
+    folders.append(Path(pydicom.__file__).parent / "data" / "test_files")  # pydicom's own small files
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def collection(roles: Iterable[str] | None = None, data_root: str | os.PathLike[str] | None = None
+               ) -> list[CTVolume]:
+    """The project's CT volumes (see :data:`CT_SOURCES`) with the given roles; missing ones are skipped."""
+    from medattn.utils.paths import shared_data_root
+
+    root = Path(data_root) if data_root is not None else shared_data_root()
+    wanted = set(roles) if roles is not None else None
+    out = []
+    for name, rel, group, anatomy, role in CT_SOURCES:
+        if wanted is not None and role not in wanted:
+            continue
+        if rel.startswith("pydicom-data:"):
+            path = pydicom_data_file(rel.split(":", 1)[1])
+        else:
+            path = root / rel if root is not None else None
+        if path is None or not path.exists():
+            continue
+        vol = load_ct(path, name=name, group=group, anatomy=anatomy)
+        vol.meta["role"] = role
+        out.append(vol)
+    return out
+
+
+def split_by_volume(volumes: Sequence[CTVolume], test: Iterable[str] = (), val: Iterable[str] = (),
+                    ratios: tuple[float, float, float] | None = None, seed: int = 0) -> dict[str, list[str]]:
+    """Volume names per part (``train``/``val``/``test``), whole groups at a time.
+
+    Either name the ``test`` / ``val`` volumes (their whole groups go there) or give
+    ``ratios`` to shuffle groups with ``seed``. Raises if a group would straddle parts.
+    """
+    groups: dict[str, list[str]] = {}
+    for v in volumes:
+        groups.setdefault(v.group, []).append(v.name)
+    by_name = {v.name: v for v in volumes}
+    part_of: dict[str, str] = {}
+    if ratios is not None:
+        keys = sorted(groups)
+        rng = np.random.default_rng(seed)
+        rng.shuffle(keys)
+        total = float(sum(ratios))
+        n_test = round(len(keys) * ratios[2] / total)
+        n_val = round(len(keys) * ratios[1] / total)
+        for i, g in enumerate(keys):
+            part_of[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    else:
+        for part, names in (("test", test), ("val", val)):
+            for n in names:
+                if n not in by_name:
+                    raise DatasetError(f"split: unknown volume {n!r}; known: {', '.join(sorted(by_name))}")
+                g = by_name[n].group
+                if part_of.get(g, part) != part:
+                    raise DatasetError(f"split: volume {n!r} (group {g}) is asked for both {part_of[g]} and {part}")
+                part_of[g] = part
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for g, names in groups.items():
+        split[part_of.get(g, "train")].extend(sorted(names))
+    return {k: sorted(v) for k, v in split.items()}
+
+
+# -- pairs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Parameters of the low-dose simulation used for a dataset (see :mod:`medattn.denoise.simulate`)."""
+
+    dose: float = 0.25
+    i0: float = 2.0e6
+    electronic_noise: float = 0.0
+    n_angles: int | None = None
+    filter_name: str = "ramp"
+
+    def key(self) -> str:
+        views = self.n_angles or "auto"
+        return f"d{self.dose:g}_i{self.i0:g}_e{self.electronic_noise:g}_a{views}_{self.filter_name}"
+
+
+def _slice_seed(seed: int, name: str, z: int, settings: SimulationSettings) -> int:
+    digest = hashlib.sha256(f"{seed}|{name}|{z}|{settings.key()}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class LDCTPairs:
+    """Simulated (low-dose, normal-dose) pairs from CT volumes; a torch-style map dataset.
+
+    Args:
+        volumes: the volumes (a split part).
+        mode: ``"patch"`` (random ``patch_size`` crops, ``patches_per_epoch`` items) or ``"slice"``.
+        settings: simulation parameters.
+        seed: base seed of the simulation noise (and of the patch positions per epoch).
+        slice_step: keep every n-th slice (adjacent thin slices are nearly identical).
+        min_body_fraction: skip slices whose share of pixels above -500 HU is lower.
+        cache_dir: keep simulated slices as ``.npy`` files there, reused across runs.
+        augment: random flips / 90-degree turns of patches.
+    """
+
+    def __init__(self, volumes: Sequence[CTVolume], mode: str = "patch", settings: SimulationSettings | None = None,
+                 *, seed: int = 0, patch_size: int = 64, patches_per_epoch: int = 4096, slice_step: int = 1,
+                 min_body_fraction: float = 0.05, cache_dir: str | os.PathLike[str] | None = None,
+                 augment: bool = True, progress: bool = False) -> None:
+        if mode not in ("patch", "slice"):
+            raise ValueError(f"mode must be 'patch' or 'slice', got {mode!r}")
+        self.volumes = list(volumes)
+        self.mode = mode
+        self.settings = settings or SimulationSettings()
+        self.seed = seed
+        self.patch_size = int(patch_size)
+        self.patches_per_epoch = int(patches_per_epoch)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.augment = augment
+        self.epoch = 0
+        self.index: list[tuple[int, int]] = []
+        for vi, vol in enumerate(self.volumes):
+            for z in range(0, vol.n_slices, max(1, slice_step)):
+                sl = vol.hu[z]
+                if mode == "patch" and min(sl.shape) < self.patch_size:
+                    continue
+                if float((sl > -500).mean()) < min_body_fraction:
+                    continue
+                self.index.append((vi, z))
+        if not self.index:
+            raise DatasetError("no usable CT slice (all too small for the patch size or without anatomy)")
+        self._low: dict[tuple[int, int], np.ndarray] = {}
+        if progress:
+            self.prepare(progress=True)
+
+    # the simulated slices -------------------------------------------------------------------
+    def _cache_file(self, vi: int, z: int) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        vol = self.volumes[vi]
+        tag = hashlib.sha256(f"{vol.source}|{vol.hu.shape}|{float(vol.hu[z].sum()):.6g}".encode()).hexdigest()[:12]
+        return self.cache_dir / self.settings.key() / f"{vol.name}_{z:04d}_s{self.seed}_{tag}.npy"
+
+    def low_dose(self, vi: int, z: int) -> np.ndarray:
+        """The simulated low-dose version (HU) of slice ``z`` of volume ``vi`` (computed once)."""
+        key = (vi, z)
+        if key in self._low:
+            return self._low[key]
+        path = self._cache_file(vi, z)
+        if path is not None and path.is_file():
+            try:
+                low = np.load(path)
+            except (OSError, ValueError):
+                low = None
+            if low is not None and low.shape == self.volumes[vi].hu[z].shape:
+                self._low[key] = low
+                return low
+        from medattn.denoise.simulate import simulate_low_dose
+
+        vol, s = self.volumes[vi], self.settings
+        low = simulate_low_dose(vol.hu[z], s.dose, i0=s.i0, electronic_noise=s.electronic_noise,
+                                pixel_size_mm=float(np.sqrt(vol.spacing[0] * vol.spacing[1])),
+                                n_angles=s.n_angles, filter_name=s.filter_name,
+                                seed=_slice_seed(self.seed, vol.name, z, s))
+        if path is not None:
+            from medattn.utils.fileio import atomic_path
+
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, low)
+        self._low[key] = low
+        return low
+
+    def prepare(self, progress: bool = True) -> None:
+        """Simulate every slice now (with a progress bar) instead of on first use."""
+        from rich.progress import track
+
+        items = track(self.index, description="simulating low dose") if progress else self.index
+        for vi, z in items:
+            self.low_dose(vi, z)
+
+    # dataset protocol ---------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.patches_per_epoch if self.mode == "patch" else len(self.index)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """Full-slice pair ``(low_hu, normal_hu, id)`` of index entry ``i``."""
+        vi, z = self.index[i]
+        return self.low_dose(vi, z), self.volumes[vi].hu[z], f"{self.volumes[vi].name}/{z:04d}"
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        if self.mode == "slice":
+            low, clean, sid = self.pair(i)
+        else:
+            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+            j = int(rng.integers(len(self.index)))
+            low_full, clean_full, sid = self.pair(j)
+            p = self.patch_size
+            h, w = clean_full.shape
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            low, clean = low_full[y : y + p, x : x + p], clean_full[y : y + p, x : x + p]
+            if self.augment:
+                k = int(rng.integers(4))
+                flip = bool(rng.integers(2))
+                low, clean = np.rot90(low, k), np.rot90(clean, k)
+                if flip:
+                    low, clean = low[:, ::-1], clean[:, ::-1]
+            sid = f"{sid}@{y},{x}"
+        from medattn.models.ldct_denoisers import HU_SCALE
+
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(low, dtype=np.float32)[None] / HU_SCALE),
+            "target": torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32)[None] / HU_SCALE),
+            "id": sid,
+        }
