@@ -265,3 +265,22 @@ def test_folded_batch_norm_is_frozen_after_loading(shared_data):
     # opting out keeps batch norm trainable
     free = create_encoder("mobilenet_v2", pretrained=path, freeze_bn=False).train()
     assert all(m.training and m.weight.requires_grad for m in free.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_imagenet_input_normalization_is_applied_and_not_saved():
+    import torch
+
+    from medattn.models.encoders import INPUT_NORMS, create_encoder
+
+    torch.manual_seed(0)
+    plain = create_encoder("resnet34").eval()
+    normed = create_encoder("resnet34", normalize="imagenet").eval()
+    normed.load_state_dict(plain.state_dict())
+    assert set(normed.state_dict()) == set(plain.state_dict())  # no new checkpoint keys
+    x = torch.rand(1, 3, 64, 64)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in INPUT_NORMS["imagenet"])
+    with torch.no_grad():
+        for a, b in zip(normed(x), plain((x - mean) / std), strict=True):
+            torch.testing.assert_close(a, b)
+    gray = create_encoder("resnet34", in_channels=1, normalize="imagenet")
+    assert gray.input_mean.shape == (1, 1, 1, 1)
