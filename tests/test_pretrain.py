@@ -47,7 +47,10 @@ def test_overrides_are_dotted_and_parsed_as_yaml():
     apply_overrides(doc, ["epochs=7", "data.max_images=16", "input_size=[64, 96]", "bf16=true",
                           "mae_options.depth=2", "lr=1e-3"])
     assert doc == {"data": {"folders": ["a"], "max_images": 16}, "epochs": 7, "input_size": [64, 96],
-                   "bf16": True, "mae_options": {"depth": 2}, "lr": 1e-3}
+                   "bf16": True, "mae_options": {"depth": 2}, "lr": "1e-3"}  # YAML 1.1 reads 1e-3 as text
+    doc["data"]["folders"] = ["."]
+    cfg = load_pretrain_config(None, data=doc)
+    assert cfg.lr == 1e-3 and cfg.input_size == (64, 96) and cfg.bf16 and cfg.data.max_images == 16
     with pytest.raises(ConfigError, match="expected key=value"):
         apply_overrides(doc, ["epochs"])
     with pytest.raises(ConfigError, match="not a section"):
@@ -59,12 +62,15 @@ def test_config_errors_name_file_and_key(tmp_path):
     path.write_text("kind: mae\ndata: {folders: [x]}\nepochs: 0\nunknown: 1\n")
     with pytest.raises(ConfigError) as err:
         load_pretrain_config(path)
-    assert str(path) in str(err.value) and "epochs" in str(err.value) and "unknown" in str(err.value)
+    assert "c.yaml" in str(err.value) and "epochs" in str(err.value) and "unknown" in str(err.value)
     path.write_text("kind: mae\ndata: {}\n")
     with pytest.raises(ConfigError, match="at least one image source"):
         load_pretrain_config(path)
     with pytest.raises(MedattnIOError, match="config file not found"):
         load_pretrain_config(tmp_path / "missing.yaml")
+    path.write_text(f"data: {{folders: [{tmp_path / 'nowhere'}]}}\n")
+    with pytest.raises(ConfigError, match=r"data\.folders: .*nowhere: no such file or folder"):
+        load_pretrain_config(path)
 
 
 def test_shipped_configs_validate():

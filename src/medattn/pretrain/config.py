@@ -10,11 +10,12 @@ Every default is visible here. A config names *what* to pretrain (``kind``):
 
 ``--set key=value`` overrides use dotted keys (``data.max_images=64``,
 ``mae_options.depth=6``); values are parsed as YAML (``true``, ``1e-3``, ``[128, 128]``).
+Reading, overrides and error messages are those of ``medattn train``
+(:mod:`medattn.training.config`), so both commands behave alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from medattn.errors import ConfigError, MedattnIOError
+from medattn.errors import ConfigError
+from medattn.training.config import apply_overrides, condense, read_yaml
 
 
 class SplitSource(BaseModel):
@@ -96,33 +98,6 @@ class PretrainConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def apply_overrides(doc: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings to a nested dict (values parsed as YAML); returns ``doc``."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-3" (no dot) as text; a number is meant
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        node = doc
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return doc
-
-
 def _resolve(path: Path, base: Path) -> Path:
     """A relative path is taken from the working folder, else from the config file's folder."""
     path = path.expanduser()
@@ -136,36 +111,27 @@ def load_pretrain_config(path: str | Path | None, overrides: Sequence[str] = (),
                          data: dict[str, Any] | None = None) -> PretrainConfig:
     """Read a YAML config (or take ``data``), apply overrides, validate into :class:`PretrainConfig`.
 
-    Errors name the file and the offending key.
+    Errors name the file and the offending key; every data source must exist.
     """
-    where = str(path) if path is not None else "<config>"
-    doc: Any = dict(data or {})
+    where = Path(path).name if path is not None else "config"
+    doc: dict[str, Any] = dict(data or {})
     base = Path.cwd()
     if path is not None:
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise MedattnIOError(path, "config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MedattnIOError(path, f"cannot read config ({exc})") from None
-        except yaml.YAMLError as exc:
-            raise MedattnIOError(path, f"not valid YAML ({exc})") from None
-        base = path.resolve().parent
-        if not isinstance(doc, dict):
-            raise MedattnIOError(path, "config must be a YAML mapping")
-    doc = apply_overrides(doc, overrides)
+        doc = read_yaml(path)
+        base = Path(path).resolve().parent
+    apply_overrides(doc, list(overrides))
     try:
         cfg = PretrainConfig.model_validate(doc)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{where}: {problems}") from None
+        raise ConfigError(f"{where}: {condense(exc)}") from None
     d = cfg.data
     d.folders = [_resolve(p, base) for p in d.folders]
     for s in d.splits:
         s.file = _resolve(s.file, base)
     if d.pranet_train is not None:
         d.pranet_train = _resolve(d.pranet_train, base)
+    for key, p in [*(("data.folders", f) for f in d.folders), *(("data.splits", s.file) for s in d.splits),
+                   *([("data.pranet_train", d.pranet_train)] if d.pranet_train is not None else [])]:
+        if not p.exists():
+            raise ConfigError(f"{where}: {key}: {p}: no such file or folder")
     return cfg
