@@ -88,7 +88,7 @@ def test_cli_run_loads_in_inference_and_evaluates(tiny: Path, tmp_path: Path, ru
 def test_resume_reproduces_uninterrupted_run(tiny: Path, tmp_path: Path, run_cli) -> None:
     sets = ["--set", "train.epochs=3", "--set", "data.augment=[flip, {name: rotate, range: 20}]",
             "--set", "model.options.dropout=0.2", "--set", "schedule.name=cosine",
-            "--set", "schedule.warmup_epochs=1", "--set", "optim.lr=1e-3", "--no-progress"]
+            "--set", "schedule.warmup_epochs=1", "--set", "optim.lr=1e-3", "--set", "data.workers=1", "--no-progress"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert run_cli("train", tiny, "--out", full, *sets)[0] == 0
     code, out, _ = run_cli("train", tiny, "--out", part, "--stop-after", "1", *sets)

@@ -244,17 +244,19 @@ class Trainer:
                                          shuffle=True, seed=self.cfg.train.seed, drop_last=self.cfg.train.drop_last)
         else:
             sampler = D.ShardSampler(len(dataset), self.dist.rank, self.dist.world_size)
-        self.generator = torch.Generator()
-        self.generator.manual_seed(self.cfg.train.seed)
+        generator = None
+        if train:  # only the training loader draws worker seeds; _seed_epoch reseeds it
+            generator = self.generator = torch.Generator()
+            generator.manual_seed(self.cfg.train.seed)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=self.cfg.data.workers,
                           worker_init_fn=worker_init_fn if self.cfg.data.workers else None,
-                          generator=self.generator if train else None, drop_last=train and self.cfg.train.drop_last,
+                          generator=generator, drop_last=train and self.cfg.train.drop_last,
                           pin_memory=self.dist.device.startswith("cuda"))
 
     def _seed_epoch(self, epoch: int, dataset: Any, sampler: Any) -> None:
         s = _epoch_seed(self.cfg.train.seed, epoch, self.dist.rank)
         seed_everything(s)
-        self.generator.manual_seed(_epoch_seed(self.cfg.train.seed, epoch))
+        self.generator.manual_seed(s)  # worker seeds (and their augmentation) follow the epoch too
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         if hasattr(dataset, "set_random_state"):
