@@ -83,6 +83,23 @@ def test_arm_replaces_exactly_the_most_uncertain_points(num_classes: int) -> Non
         assert unc[b][replaced[b]].min() >= unc[b][~replaced[b]].max()
 
 
+def test_arm_point_predictions_land_on_their_cells() -> None:
+    """A refined cell (row i, col j) holds the point head's prediction at its centre ((j+.5)/w, (i+.5)/h)."""
+    torch.manual_seed(0)
+    arm = ARM(fine_channels=3, num_classes=1, num_points=7).eval()
+    coarse = torch.randn(1, 1, 6, 5)
+    fine = torch.randn(1, 3, 24, 20)
+    with torch.no_grad():
+        out = arm.render(coarse, [fine], steps=1)  # 12 x 10
+        up = F.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=False)
+        cells = (out != up)[0, 0].nonzero().tolist()
+        assert 0 < len(cells) <= 7
+        for i, j in cells:
+            c = torch.tensor([[[(j + 0.5) / 10, (i + 0.5) / 12]]])
+            expected = arm.point_head(point_sample(fine, c), point_sample(coarse, c))
+            torch.testing.assert_close(out[0, 0, i, j], expected[0, 0, 0])
+
+
 def test_training_points_and_point_loss() -> None:
     torch.manual_seed(0)
     net = create("bsanet", arm_train_points=256).train()
@@ -179,3 +196,16 @@ def test_swin_pretrained_errors_are_clear(swin_files, tmp_path) -> None:
         create("bsanet", isam_dim=512, isam_heads=16, swin_pretrained=str(path))
     with pytest.raises(Exception, match="not found"):
         create("bsanet", swin_pretrained=str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (80, 100)])
+def test_backward_at_two_sizes_multiclass(size) -> None:
+    torch.manual_seed(0)
+    net = create("bsanet", num_classes=2, arm_train_points=128).train()
+    outs = net(torch.rand(2, 3, *size))
+    assert all(o.shape == (2, 2, *size) for o in outs)
+    labels = torch.randint(0, 2, (2, *size))
+    loss = sum(F.cross_entropy(o, labels) for o in outs) + net.point_loss(labels)
+    loss.backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
