@@ -127,6 +127,19 @@ def test_mae_is_frozen_and_stays_in_eval():
     assert all(p.grad is None for p in net.mae.parameters())
 
 
+def test_attention_map_is_importance_weighted_residual():
+    net = small().eval()
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        att = net.attention_map(x)
+        padded = F.pad(x, (0, 8, 0, 24), mode="reflect")
+        _, _, s, r = net._run(padded)
+    assert att.shape == (1, 1, 40, 56)
+    assert s.shape == (1, 1, 4, 4)  # 16-pixel patches of the 64x64 padded input
+    ref = s.repeat_interleave(16, 2).repeat_interleave(16, 3) * r
+    torch.testing.assert_close(att, ref[..., :40, :56])
+
+
 def test_residual_map_comes_from_the_mae():
     net = small().eval()
     x = torch.rand(1, 3, 64, 64)

@@ -347,23 +347,42 @@ class GRCSF(SegmentationModel):
             r = self.mae.residual_map(img, mask_ratio=self.mae_mask_ratio, n_masks=self.mae_masks)
         return r / (r.mean(dim=(2, 3), keepdim=True) + 1e-6)
 
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Main logits, aux logits, RCU importance ``s`` (patch grid) and residual map, on a padded input."""
         feats = self.encoder(x)
         skips, fine = [], x
         for gcu, coarse in zip(self.gcus, feats, strict=True):
             fine = gcu(fine, coarse)
             skips.append(fine)
         residual = self.residual_map(x)
-        y, aux_feats = skips[-1], {}
+        y, aux_feats, importance = skips[-1], {}, residual.new_zeros(())
         for i, (block, skip) in enumerate(zip(self.decoder, reversed(skips[:-1]), strict=True)):
             y = block(y, skip)
             if i == self.rcu_index:
-                y, _ = self.rcu(y, residual, skips[-1])
+                y, importance = self.rcu(y, residual, skips[-1])
             aux_feats[i] = y
-        main = self.head(y)
+        aux = [h(aux_feats[i]) for h, i in zip(self.aux_heads, self.aux_indices, strict=True)]
+        return self.head(y), aux, importance, residual
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        main, aux, _, _ = self._run(x)
         if self.training and self.deep_supervision:
-            return main, [h(aux_feats[i]) for h, i in zip(self.aux_heads, self.aux_indices, strict=True)]
+            return main, aux
         return main
+
+    @torch.no_grad()
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The RCU's evidence ``Up(s) * R`` ``(B, 1, H, W)``: residual map weighted by patch importance.
+
+        Used by ``medattn predict`` and the application as the attention image.
+        """
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+        _, _, s, r = self._run(x)
+        return (F.interpolate(s, size=r.shape[-2:], mode="nearest") * r)[..., :h, :w]
 
 
 @register_model(
