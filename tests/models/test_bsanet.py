@@ -209,3 +209,16 @@ def test_backward_at_two_sizes_multiclass(size) -> None:
     loss.backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.data
+def test_bsanet_on_the_real_imagenet_mobilenet_v2(shared_data) -> None:
+    """Any encoder plugs in; the offline ImageNet MobileNetV2 loads into BSANet's encoder."""
+    path = shared_data / "pretrained" / "mobilenet_v2_imagenet.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    net = create("bsanet", encoder="mobilenet_v2", encoder_pretrained=str(path)).eval()
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    torch.testing.assert_close(net.encoder.state_dict()["features.0.0.weight"], sd["features.0.0.weight"])
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
