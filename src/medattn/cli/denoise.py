@@ -1,0 +1,28 @@
+"""``medattn denoise``: low-dose CT denoising of DICOM, NIfTI, PNG and TIFF files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("denoise")
+    def denoise(
+        inputs: list[Path] = typer.Argument(..., help="DICOM files or series folders, NIfTI volumes, PNG/TIFF slices"),
+        model: str = typer.Option(..., "--model", "-m",
+                                  help="denoiser with bundled weights (cadn), a weights file, or 'bm3d'"),
+        out: Path = typer.Option(..., "--out", "-o", help="output folder (each output keeps its input's name)"),
+        force: bool = typer.Option(False, "--force", help="also run on non-CT DICOM (MR, CR, ...)"),
+        dose: float | None = typer.Option(None, "--dose", min=0.001, max=1.0,
+                                          help="first simulate this dose fraction (demo on normal-dose data)"),
+        window: tuple[float, float] = typer.Option((40.0, 400.0), "--window",
+                                                   help="HU center and width that 8-bit PNG/TIFF values span"),
+    ) -> None:
+        """Denoise low-dose CT: DICOM in, DICOM out (same tags and geometry, new UIDs, DERIVED);
+        NIfTI in, NIfTI out (affine kept); PNG/TIFF in, same out."""
+        from medattn.denoise.apply import denoise_paths
+
+        n = denoise_paths(model, inputs, out, force=force, dose=dose, window=window)
+        typer.echo(f"denoised {n} slice(s) into {out}")
