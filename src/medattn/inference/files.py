@@ -21,6 +21,13 @@ from medattn.utils.fileio import atomic_write_text
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".gz", ".npy"}
 
 
+def _stderr():
+    """Progress bars go to stderr so that stdout stays parseable (``--format json``)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 def iter_inputs(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
     """Files given, and image files inside folders given (recursively, sorted)."""
     for item in inputs:
@@ -111,7 +118,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
             written.append(jp)
 
     columns = (TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, disable=not progress, console=_stderr(), transient=True) as bar:
         task = bar.add_task("predict", total=len(files))
         batch: list[tuple[Path, Any, np.ndarray]] = []
         for path in files:
@@ -164,7 +171,7 @@ def evaluate_model(model: str | os.PathLike[str], data: str | os.PathLike[str],
     triples: list[tuple[str, Path, Path]] = []
     names: set[str] = set()
     columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not progress, console=_stderr(), transient=True) as bar:
         task = bar.add_task("predict", total=len(samples))
         for start in range(0, len(samples), batch_size):
             chunk = samples[start: start + batch_size]
