@@ -222,3 +222,14 @@ def test_bsanet_on_the_real_imagenet_mobilenet_v2(shared_data) -> None:
     torch.testing.assert_close(net.encoder.state_dict()["features.0.0.weight"], sd["features.0.0.weight"])
     with torch.no_grad():
         assert net(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+
+
+def test_bf16_autocast_keeps_point_coordinates_in_float32() -> None:
+    torch.manual_seed(0)
+    net = create("bsanet", arm_train_points=64).train()
+    target = (torch.rand(2, 1, 64, 64) > 0.5).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.rand(2, 3, 64, 64))
+        loss = net.point_loss(target)
+    assert net.last_points[0].dtype == torch.float32
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -159,8 +159,10 @@ class DecoderBlock(nn.Module):
 
 def point_sample(features: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample ``(B, C, H, W)`` at ``coords`` ``(B, N, 2)`` (x, y in [0, 1]) -> ``(B, C, N)``."""
-    grid = (2.0 * coords - 1.0).unsqueeze(2)
-    return F.grid_sample(features, grid, mode=mode, padding_mode="border", align_corners=False).squeeze(3)
+    # float32: under bf16 autocast a bf16 grid would put points up to a pixel off at 256x256
+    grid = (2.0 * coords.float() - 1.0).unsqueeze(2)
+    out = F.grid_sample(features.float(), grid, mode=mode, padding_mode="border", align_corners=False)
+    return out.squeeze(3).to(features.dtype)
 
 
 def uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -229,9 +231,9 @@ class ARM(nn.Module):
             n = min(self.num_points, h * w)
             idx = uncertainty(logits).reshape(b, h * w).topk(n, dim=1).indices  # (B, N)
             # point centres of the chosen cells in [0, 1], as PointRend's subdivision does
-            xs = ((idx % w).to(logits.dtype) + 0.5) / w
-            ys = (torch.div(idx, w, rounding_mode="floor").to(logits.dtype) + 0.5) / h
-            point_logits = self._predict_at(fines, coarse, torch.stack([xs, ys], dim=2))
+            xs = ((idx % w).float() + 0.5) / w
+            ys = (torch.div(idx, w, rounding_mode="floor").float() + 0.5) / h
+            point_logits = self._predict_at(fines, coarse, torch.stack([xs, ys], dim=2)).to(logits.dtype)
             logits = logits.reshape(b, k, h * w).scatter(2, idx.unsqueeze(1).expand(-1, k, -1), point_logits)
             logits = logits.reshape(b, k, h, w)
         return logits
@@ -243,13 +245,13 @@ class ARM(nn.Module):
         Returns ``coords`` ``(B, N, 2)`` in [0, 1] of the map and their point logits ``(B, K, N)``.
         """
         b, n = coarse.shape[0], self.train_points
-        scale = coarse.new_tensor(extent)
+        scale = torch.tensor(extent, device=coarse.device)  # float32 coordinates, whatever the logits' dtype
         with torch.no_grad():
-            cand = torch.rand(b, n * self.oversample, 2, device=coarse.device, dtype=coarse.dtype) * scale
+            cand = torch.rand(b, n * self.oversample, 2, device=coarse.device) * scale
             n_imp = int(self.importance * n)
             top = uncertainty(point_sample(coarse, cand)).topk(n_imp, dim=1).indices
             coords = torch.gather(cand, 1, top.unsqueeze(2).expand(-1, -1, 2))
-            rand = torch.rand(b, n - n_imp, 2, device=coarse.device, dtype=coarse.dtype) * scale
+            rand = torch.rand(b, n - n_imp, 2, device=coarse.device) * scale
             coords = torch.cat([coords, rand], dim=1)
         return coords, self._predict_at(fines, coarse, coords)
 
@@ -368,6 +370,7 @@ class BSANet(SegmentationModel):
         if self.last_points is None:
             raise RuntimeError("point_loss needs a training-mode forward first")
         coords, logits = self.last_points
+        logits = logits.float()  # the loss in fp32 also under bf16 autocast
         if self.num_classes == 1:
             t = target if target.ndim == 4 else target.unsqueeze(1)
             return F.binary_cross_entropy_with_logits(logits, point_sample(t.to(logits.dtype), coords))
