@@ -292,7 +292,7 @@ class BSANet(SegmentationModel):
                  arm_train_points: int = 1024, deep_supervision: bool = True,
                  swin_pretrained: str | None = None, swin_stage: int = 2) -> None:
         enc = create_encoder(encoder, in_channels=in_channels, pretrained=encoder_pretrained,
-                                      **(encoder_options or {}))
+                             **(encoder_options or {}))
         super().__init__(in_channels, num_classes, stride=enc.stride, deep_supervision=deep_supervision)
         self.encoder = enc
         red, chs = list(self.encoder.reductions), list(self.encoder.out_channels)
