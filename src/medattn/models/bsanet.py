@@ -1,8 +1,8 @@
 """BSANet: bilateral spatial attention segmentation network (paper 000).
 
-"A medical image denoising and segmentation algorithm combining transfer
-learning and attention mechanisms", J. Comput. Sci. Softw. Appl. 4(6), 2024,
-Section 3. The network, read in the order of the paper::
+Journal of Computer Science and Software Applications 4(6), 2024: medical
+image denoising and segmentation combining transfer learning and attention
+mechanisms (``../shared/seeds/000_*.txt``), Section 3. The network, read in the order of the paper::
 
     image -> ResNeXt encoder -> ISAM (6 Swin blocks + Conv, residual)
           -> FSAM (Conv -> DConv -> GAP/GMP -> shared FC -> sigmoid, residual Conv)
@@ -50,8 +50,8 @@ from medattn.models.blocks.swin import SwinTransformerBlock
 from medattn.models.encoders import create_encoder, load_state_dict_file
 from medattn.models.registry import register_model
 
-PAPER = ("BSANet: 'A medical image denoising and segmentation algorithm combining transfer learning and "
-         "attention mechanisms', J. Comput. Sci. Softw. Appl. 4(6), 2024")
+PAPER = ("BSANet: medical image denoising and segmentation combining transfer learning and attention "
+         "mechanisms, J. Comput. Sci. Softw. Appl. 4(6), 2024")
 
 
 class ConvBNReLU(nn.Sequential):
