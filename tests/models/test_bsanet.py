@@ -233,3 +233,25 @@ def test_bf16_autocast_keeps_point_coordinates_in_float32() -> None:
         loss = net.point_loss(target)
     assert net.last_points[0].dtype == torch.float32
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("switch", ["use_isam", "use_fsam", "use_arm"])
+def test_ablation_switches(switch: str) -> None:
+    torch.manual_seed(0)
+    full = create("bsanet")
+    net = create("bsanet", **{switch: False}).train()
+    n_full, n = (sum(p.numel() for p in m.parameters()) for m in (full, net))
+    assert n < n_full
+    outs = net(torch.rand(2, 3, 64, 80))
+    assert all(o.shape == (2, 1, 64, 80) for o in outs) and len(outs) == (3 if switch == "use_arm" else 4)
+    sum(o.pow(2).mean() for o in outs).backward()
+    assert all(p.grad is not None for p in net.parameters())
+    if switch == "use_arm":
+        assert net.arm is None and net.last_points is None
+        with pytest.raises(RuntimeError, match="point_loss"):
+            net.point_loss(torch.zeros(2, 1, 64, 80))
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 3, 64, 80)).shape == (1, 1, 64, 80)
+    if switch == "use_isam":
+        with pytest.raises(ConfigError, match="use_isam"):
+            create("bsanet", use_isam=False, swin_pretrained="x.pth")

@@ -282,6 +282,10 @@ class BSANet(SegmentationModel):
             ``swin_stage`` blocks initialise ISAM (transfer learning, Section 4.1);
             see :func:`load_swin_blocks` for widths and windows that differ.
         swin_stage: Swin stage to take blocks from (2: Swin-T's 6-block stage 3).
+        use_isam, use_fsam, use_arm: ablation switches. Without ISAM its input passes
+            through unchanged; without FSAM a plain Conv-BN-ReLU maps to ``fsam_channels``;
+            without ARM the main output is the coarse logits upsampled bilinearly (and
+            ``last_points`` stays None).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, encoder: str = "resnext_lite",
@@ -290,7 +294,8 @@ class BSANet(SegmentationModel):
                  window_size: int = 8, drop_path: float = 0.1, fsam_channels: int = 96,
                  decoder_channels: Sequence[int] = (64, 32), arm_points: int = 1024,
                  arm_train_points: int = 1024, deep_supervision: bool = True,
-                 swin_pretrained: str | None = None, swin_stage: int = 2) -> None:
+                 swin_pretrained: str | None = None, swin_stage: int = 2, use_isam: bool = True,
+                 use_fsam: bool = True, use_arm: bool = True) -> None:
         enc = create_encoder(encoder, in_channels=in_channels, pretrained=encoder_pretrained,
                              **(encoder_options or {}))
         super().__init__(in_channels, num_classes, stride=enc.stride, deep_supervision=deep_supervision)
@@ -311,8 +316,9 @@ class BSANet(SegmentationModel):
         cin = chs[self.isam_level] + sum(chs[i] for i in self.deep_levels)
         self.isam_in = nn.Sequential(nn.Conv2d(cin, isam_dim, 1, bias=False), nn.BatchNorm2d(isam_dim),
                                      nn.ReLU(inplace=True))
-        self.isam = ISAM(isam_dim, isam_heads, isam_depth, window_size, drop_path)
-        self.fsam = FSAM(isam_dim, fsam_channels)
+        self.isam: nn.Module = ISAM(isam_dim, isam_heads, isam_depth, window_size, drop_path) if use_isam \
+            else nn.Identity()
+        self.fsam: nn.Module = FSAM(isam_dim, fsam_channels) if use_fsam else ConvBNReLU(isam_dim, fsam_channels)
         blocks, c = [], fsam_channels
         for i, cout in zip(self.skip_levels, decoder_channels, strict=False):
             blocks.append(DecoderBlock(c, chs[i], cout))
@@ -322,12 +328,14 @@ class BSANet(SegmentationModel):
         self.aux_heads = nn.ModuleList(nn.Conv2d(ch, num_classes, 1)
                                        for ch in [fsam_channels, *decoder_channels[:len(blocks)]][:-1])
         self.arm = ARM(chs[self.fine_level] + c, num_classes, num_points=arm_points,
-                       train_points=arm_train_points)
+                       train_points=arm_train_points) if use_arm else None
         coarse_red = red[self.skip_levels[-1]] if self.skip_levels else red[self.isam_level]
         self.arm_steps = coarse_red.bit_length() - 1  # x2 steps from the coarse map to full resolution
         self.last_points: tuple[torch.Tensor, torch.Tensor] | None = None
         self._valid_hw: tuple[int, int] | None = None
         if swin_pretrained:
+            if not use_isam:
+                raise ConfigError("bsanet: swin_pretrained initialises ISAM, which use_isam=False removes")
             load_swin_blocks(self.isam.blocks, swin_pretrained, stage=swin_stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -347,17 +355,20 @@ class BSANet(SegmentationModel):
             stages.append(d)
         coarse = self.coarse_head(d)
         fines = [feats[self.fine_level], d]
-        rendered = self.arm.render(coarse, fines, self.arm_steps)
+        rendered = self.arm.render(coarse, fines, self.arm_steps) if self.arm is not None else coarse
         if not self.training:
             self.last_points = None
             return rendered
         hp, wp = x.shape[-2:]
         h, w = self._valid_hw or (hp, wp)
-        coords, point_logits = self.arm.training_points(coarse, fines, (w / wp, h / hp))
-        # coordinates of the unpadded image, which is what the engine's target covers
-        self.last_points = (coords * coords.new_tensor([wp / w, hp / h]), point_logits)
+        self.last_points = None
+        if self.arm is not None:
+            coords, point_logits = self.arm.training_points(coarse, fines, (w / wp, h / hp))
+            # coordinates of the unpadded image, which is what the engine's target covers
+            self.last_points = (coords * coords.new_tensor([wp / w, hp / h]), point_logits)
         deeper = [head(s) for head, s in zip(self.aux_heads, stages[:-1], strict=True)]
-        aux = [coarse, *reversed(deeper)]  # finest first
+        aux = [coarse] if self.arm is not None else []  # without ARM the coarse map is the main output
+        aux += reversed(deeper)  # finest first
         return rendered, aux
 
     def point_loss(self, target: torch.Tensor) -> torch.Tensor:
