@@ -200,3 +200,23 @@ def test_one_channel_encoder_sums_the_rgb_stem(tmp_path) -> None:
     enc.load_pretrained(path)
     torch.testing.assert_close(enc.patch_embed.proj.weight, own["patch_embed.proj.weight"].sum(1, keepdim=True))
     assert F.mse_loss(enc.layers[3].blocks[1].mlp.fc1.weight, own["layers.3.blocks.1.mlp.fc1.weight"]) == 0
+
+
+def test_shifted_padded_block_exports_to_onnx(tmp_path) -> None:
+    """torch.roll, the region mask and the padding crop run in ONNX Runtime as in PyTorch."""
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    torch.manual_seed(0)
+    block = SwinTransformerBlock(16, 2, 4, 2).eval()
+    x = torch.randn(2, 10, 13, 16)
+    path = tmp_path / "block.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(block, (x,), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = block(x).numpy()
+    out = sess.run(None, {"x": x.numpy()})[0]
+    assert abs(out - ref).max() < 1e-4
