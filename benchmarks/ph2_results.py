@@ -1,0 +1,203 @@
+"""PH2 skin-lesion results of k-fold runs: Dice, Jaccard, accuracy as mean ± std over folds.
+
+Each run folder trained one fold (``data.split.kind: kfold``); its ``split.json``
+``val`` part is that fold's held-out images. The engine also picks
+``best.safetensors`` on that part, so to keep the held-out fold unseen by any
+choice this script scores the **last** epoch's weights (``--checkpoint best``
+to compare). Every held-out image is predicted at its own resolution
+(``medattn.inference.predict_batch``) and scored at ``p > 0.5`` with
+``medattn.metrics.segmentation_scores``; a fold's score is the mean over its
+images, an arm's score the mean ± sample std (ddof 1) over its folds. Arms
+are compared on the folds they share (paired differences).
+
+Writes ``<run>/ph2_eval_<checkpoint>.json`` (cached), ``benchmarks/results/ph2_results.{json,md}``
+and, with ``--overlays PNG``, image | ground truth | each arm's mask for a few fold-0 images::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/ph2_results.py \
+        --arm "HLF-Net scratch=runs/ph2-hlfnet-scratch-f*" \
+        --arm "HLF-Net + MIM pretrained LFE=runs/ph2-hlfnet-pretrained-f*" \
+        --overlays docs/img/results/ph2_overlays.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.data import load_split
+from medattn.inference import load_model, predict_batch
+from medattn.io import read_mask, read_rgb
+from medattn.metrics import segmentation_scores
+from medattn.utils.fileio import atomic_path, atomic_write_text
+
+COLUMNS = ("dice", "iou", "accuracy", "recall", "specificity")
+HEADERS = {"dice": "Dice", "iou": "Jaccard", "accuracy": "Accuracy", "recall": "Sensitivity",
+           "specificity": "Specificity"}
+DEFAULT_ARMS = (
+    "HLF-Net, from scratch=runs/ph2-hlfnet-scratch-f*",
+    "HLF-Net, LFE encoder MIM-pretrained on isic2017-unlabeled=runs/ph2-hlfnet-pretrained-f*",
+    "U-Net (MONAI), from scratch=runs/ph2-unet-f*",
+)
+
+
+def fold_of(run: Path) -> int:
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    return int(cfg["data"]["split"]["fold"])
+
+
+def evaluate_fold(run: Path, checkpoint: str) -> dict[str, Any]:
+    """Scores of one fold's run on its held-out (``val``) images."""
+    import csv
+
+    weights = run / f"{checkpoint}.safetensors"
+    lm = load_model(weights)
+    samples = load_split(run / "split.json")["val"]
+    images = {}
+    for s in samples:
+        prob = predict_batch(lm, [read_rgb(s.image)])[0].prob
+        images[s.id] = segmentation_scores(prob, read_mask(s.mask))
+    seconds, epochs = 0.0, 0
+    with (run / "history.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            seconds, epochs = seconds + float(row["seconds"]), max(epochs, int(row["epoch"]))
+    card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    return {"run": str(run), "fold": fold_of(run), "checkpoint": checkpoint, "epoch": card.get("epoch"),
+            "epochs": epochs, "train_seconds": round(seconds, 1), "input_size": card.get("input_size"),
+            "count": len(images), "mean": {k: float(np.mean([v[k] for v in images.values()])) for k in COLUMNS},
+            "images": images}
+
+
+def cached(run: Path, checkpoint: str, force: bool) -> dict[str, Any]:
+    cache = run / f"ph2_eval_{checkpoint}.json"
+    weights = run / f"{checkpoint}.safetensors"
+    if cache.is_file() and not force and cache.stat().st_mtime > weights.stat().st_mtime:
+        return json.loads(cache.read_text(encoding="utf-8"))
+    result = evaluate_fold(run, checkpoint)
+    atomic_write_text(cache, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"folds": sorted(f["fold"] for f in folds)}
+    for k in COLUMNS:
+        vals = np.array([f["mean"][k] for f in folds])
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else None}
+    out["train_minutes_per_fold"] = float(np.mean([f["train_seconds"] for f in folds]) / 60)
+    out["epochs"] = sorted({f["epochs"] for f in folds})
+    out["input_size"] = folds[0]["input_size"]
+    return out
+
+
+def fmt(stat: dict[str, Any]) -> str:
+    return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
+
+
+def markdown(arms: dict[str, dict[str, Any]], paired: list[dict[str, Any]], checkpoint: str) -> str:
+    lines = ["| model | folds | " + " | ".join(HEADERS[k] for k in COLUMNS) + " | input | epochs | min / fold |",
+             "|---" * (len(COLUMNS) + 5) + "|"]
+    for label, s in arms.items():
+        size = "x".join(map(str, s["input_size"])) if s["input_size"] else "-"
+        lines.append(f"| {label} | {','.join(map(str, s['folds']))} | " + " | ".join(fmt(s[k]) for k in COLUMNS)
+                     + f" | {size} | {','.join(map(str, s['epochs']))} | {s['train_minutes_per_fold']:.1f} |")
+    lines += ["", f"Scores of the {checkpoint} epoch's weights on each fold's held-out images (p > 0.5), "
+              "mean ± sample std over folds."]
+    for p in paired:
+        lines.append(f"- {p['b']} minus {p['a']}, Dice on the shared folds {p['folds']}: "
+                     f"{p['mean_diff']:+.3f} (per fold {', '.join(f'{d:+.3f}' for d in p['diffs'])})")
+    return "\n".join(lines) + "\n"
+
+
+def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int, height: int = 150) -> None:
+    """Fold-0 held-out images at spread Dice ranks of the first arm: image | GT | each arm's mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from medattn.inference.render import overlay
+
+    runs = {label: next((f for f in folds if f["fold"] == 0), None) for label, folds in arms.items()}
+    runs = {k: v for k, v in runs.items() if v is not None}
+    if not runs:
+        return
+    first = next(iter(runs.values()))
+    ranked = sorted(first["images"], key=lambda i: -first["images"][i]["dice"])
+    ids = [ranked[i] for i in dict.fromkeys(np.linspace(0, len(ranked) - 1, rows).round().astype(int).tolist())]
+    samples = {s.id: s for s in load_split(Path(first["run"]) / "split.json")["val"]}
+    models = {label: load_model(Path(r["run"]) / f"{r['checkpoint']}.safetensors") for label, r in runs.items()}
+    cols = 2 + len(runs)
+    fig, axes = plt.subplots(len(ids), cols, figsize=(2.2 * cols, 1.8 * len(ids)), squeeze=False)
+    for row, sid in enumerate(ids):
+        img, gt = read_rgb(samples[sid].image), read_mask(samples[sid].mask)
+        panels = [(img, sid), (overlay(img, gt), "ground truth")]
+        for label, lm in models.items():
+            prob = predict_batch(lm, [img])[0].prob
+            short = label if len(label) <= 24 else label[:23] + "…"
+            panels.append((overlay(img, prob > 0.5), f"{short} Dice {runs[label]['images'][sid]['dice']:.2f}"))
+        for col, (a, title) in enumerate(panels):
+            h, w = a.shape[:2]
+            axes[row][col].imshow(np.asarray(Image.fromarray(a).resize((round(w * height / h), height))))
+            axes[row][col].set_title(title, fontsize=6)
+            axes[row][col].axis("off")
+    fig.tight_layout(pad=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arm", action="append", default=None,
+                    help="LABEL=GLOB of one arm's fold run folders (repeatable; default: the issue-8 arms)")
+    ap.add_argument("--checkpoint", choices=("last", "best"), default="last", help="weights scored in each run")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for ph2_results.*")
+    ap.add_argument("--overlays", type=Path, default=None, help="write sample overlays to this PNG")
+    ap.add_argument("--rows", type=int, default=4, help="overlay rows")
+    ap.add_argument("--force", action="store_true", help="recompute cached per-run scores")
+    args = ap.parse_args()
+    per_arm: dict[str, list[dict[str, Any]]] = {}
+    for spec in args.arm or DEFAULT_ARMS:
+        label, _, pattern = spec.rpartition("=")
+        runs = [Path(p) for p in sorted(glob.glob(pattern))
+                if Path(p).is_dir() and (Path(p) / f"{args.checkpoint}.safetensors").is_file()]
+        if runs:
+            per_arm[label or pattern] = [cached(r, args.checkpoint, args.force) for r in runs]
+    if not per_arm:
+        raise SystemExit("error: no finished fold runs found for any arm")
+    arms = {label: summarize(folds) for label, folds in per_arm.items()}
+    labels = list(per_arm)
+    paired = []
+    for b in labels[1:]:
+        a = labels[0]
+        da = {f["fold"]: f["mean"]["dice"] for f in per_arm[a]}
+        db = {f["fold"]: f["mean"]["dice"] for f in per_arm[b]}
+        shared = sorted(set(da) & set(db))
+        if shared:
+            diffs = [db[k] - da[k] for k in shared]
+            paired.append({"a": a, "b": b, "folds": shared, "diffs": diffs, "mean_diff": float(np.mean(diffs))})
+    meta = {"checkpoint": args.checkpoint, "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    slim = {label: [{k: v for k, v in f.items() if k != "images"} for f in folds] for label, folds in per_arm.items()}
+    atomic_write_text(args.out / "ph2_results.json",
+                      json.dumps({"meta": meta, "arms": arms, "paired": paired, "folds": slim}, indent=1) + "\n")
+    md = markdown(arms, paired, args.checkpoint)
+    atomic_write_text(args.out / "ph2_results.md", md)
+    print(md)
+    if args.overlays:
+        write_overlays(args.overlays, per_arm, args.rows)
+        print(f"overlays: {args.overlays}")
+
+
+if __name__ == "__main__":
+    main()
