@@ -13,7 +13,11 @@ its sentences (full design notes and the equations below are in
       H = F - Up_r(AvgPool_r(F))                           (1) detail removed by downsampling
       D = phi_d(PixelUnshuffle_r(H))                       (2) lossless space-to-depth, 1x1 conv
       g = sigmoid(W_2 relu(W_1 [GAP(F); GAP(C)]))          (3) global context, channel weights
-      GCU(F, C) = C + phi_o(C + D) * g                     (4)
+      GCU(F, C) = C + phi_o([psi(C); D]) * g               (4)
+
+  ``phi_d`` and ``psi`` project to ``C/4`` channels and ``phi_o`` is a 3x3
+  conv followed by a 1x1 back to ``C`` (a bottleneck: the unit stays cheap on
+  wide encoders such as ResNet-50).
 
   The compensated ``C`` is the skip feature of the decoder and the fine
   input of the next GCU, so detail is carried down the whole pyramid.
@@ -116,15 +120,16 @@ class GCU(nn.Module):
         fine_channels: channels of the finer feature ``F``.
         coarse_channels: channels of the coarser feature ``C``.
         ratio: downsampling factor between them (``r``).
-        reduction: channel reduction of the global-context MLP.
+        reduction: channel reduction of the bottleneck and of the global-context MLP.
     """
 
     def __init__(self, fine_channels: int, coarse_channels: int, ratio: int = 2, reduction: int = 4) -> None:
         super().__init__()
         self.ratio = ratio
-        self.detail = conv_bn_relu(fine_channels * ratio * ratio, coarse_channels, k=1)
-        self.fuse = conv_bn_relu(coarse_channels, coarse_channels)
         hidden = max(8, coarse_channels // reduction)
+        self.detail = conv_bn_relu(fine_channels * ratio * ratio, hidden, k=1)  # phi_d
+        self.project = conv_bn_relu(coarse_channels, hidden, k=1)  # psi
+        self.fuse = nn.Sequential(conv_bn_relu(2 * hidden, hidden), nn.Conv2d(hidden, coarse_channels, 1))  # phi_o
         self.context = nn.Sequential(nn.Linear(fine_channels + coarse_channels, hidden), nn.ReLU(inplace=True),
                                      nn.Linear(hidden, coarse_channels))
 
@@ -136,7 +141,7 @@ class GCU(nn.Module):
         high = fine - F.interpolate(F.avg_pool2d(fine, r), scale_factor=r, mode="nearest")  # Eq. (1)
         d = self.detail(F.pixel_unshuffle(high, r))  # Eq. (2)
         g = torch.sigmoid(self.context(torch.cat([fine.mean(dim=(2, 3)), coarse.mean(dim=(2, 3))], 1)))  # (3)
-        return coarse + self.fuse(coarse + d) * g[:, :, None, None]  # Eq. (4)
+        return coarse + self.fuse(torch.cat([self.project(coarse), d], dim=1)) * g[:, :, None, None]  # Eq. (4)
 
 
 # --------------------------------------------------------------------------- RCU
