@@ -214,11 +214,12 @@ def test_cli_pretrain(tmp_path, shared_data, run_cli):
     cfg.write_text(
         f"kind: mae\ndata: {{folders: ['{shared_data / 'isic2017-unlabeled'}'], max_images: 4}}\n"
         "mae_options: {patch_size: 8, embed_dim: 16, depth: 1, num_heads: 2, decoder_dim: 16, decoder_depth: 1, "
-        "decoder_heads: 2}\ninput_size: [16, 16]\nepochs: 5\nbatch_size: 2\ndevice: cpu\n"
+        "decoder_heads: 2}\ninput_size: [16, 16]\nepochs: 5\nbatch_size: 2\ndevice: cpu\nbf16: true\n"
     )
     code, out, err = run_cli("pretrain", cfg, "--set", "epochs=1", "--out", tmp_path / "o", "--quiet")
     assert code == 0, err
-    assert "pretrained mae on 4 images: 1 epochs" in out
+    assert "pretrained mae on 4 images: 1 epochs" in out  # under bf16 autocast
+    assert math.isfinite(float(out.split("final loss ")[1].split(",")[0]))
     assert (tmp_path / "o" / "mae.safetensors").is_file() and (tmp_path / "o" / "checkpoint.pt").is_file()
     code, _, err = run_cli("pretrain", cfg, "--set", "mask_ratio=1.5")
     assert code == 2 and err.strip().startswith("error: ") and "mask_ratio" in err and len(err.strip().splitlines()) == 1
