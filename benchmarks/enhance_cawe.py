@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder")
     ap.add_argument("--backbone", default="resnet18", help="resnet18 | resnet34 | resnet50 | mobilenet_v2")
     ap.add_argument("--width", type=float, default=0.25, help="resnet18 width multiplier")
+    ap.add_argument("--pretrained", default=None, help="encoder weights file (e.g. the ImageNet MobileNetV2)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     ap.add_argument("--crop", type=int, default=64, help="crop side in pixels")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--minutes", type=float, default=8.0, help="training time limit")
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           f"test {len(test_set)} ({test_set.positives} lesion) in {time.monotonic() - t0:.0f} s", flush=True)
     t1 = time.monotonic()
     res = train_classifier(train_set, val_set, backbone=args.backbone, width=args.width, epochs=args.epochs,
+                           pretrained=args.pretrained, lr=args.lr,
                            run_dir=args.run, time_limit_s=args.minutes * 60, seed=args.seed)
     train_s = time.monotonic() - t1
     probs = predict_crops(res.model, test_set)
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"{torch.get_num_threads()}",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "enhance_cawe.json", json.dumps(result, indent=2) + "\n")
+    tag = f"enhance_cawe_{args.backbone}"
+    atomic_write_text(args.out / f"{tag}.json", json.dumps(result, indent=2) + "\n")
     lines = ["# CAWE localisation on held-out images", "",
              f"Classifier: {args.backbone} (width {args.width}, {result['classifier']['params']:,} parameters), "
              f"{args.crop}px crops, best epoch {res.best_epoch} of {len(res.history)} ({train_s:.0f} s on CPU).",
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in per_set.items():
         lines.append(f"| {name} | {r['images']} | {r['pointing']:.3f} | {r['pointing_chance']:.3f} | "
                      f"{r['energy']:.3f} | {r['energy_chance']:.3f} |")
-    atomic_write_text(args.out / "enhance_cawe.md", "\n".join(lines) + "\n")
+    atomic_write_text(args.out / f"{tag}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

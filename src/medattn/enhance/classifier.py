@@ -98,7 +98,7 @@ def whole_image_size(crop_size: int, crop_frac: float) -> int:
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(images).float().div_(255)
+    t = torch.from_numpy(np.array(images)).float().div_(255)
     return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
 
 
@@ -156,7 +156,8 @@ def train_classifier(train: CropSet, val: CropSet, *, backbone: str = "resnet18"
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     in_channels = 1 if train.images.ndim == 3 else 3
-    options: dict[str, Any] = {"backbone": backbone, "in_channels": in_channels, "num_classes": 1, "width": width}
+    options: dict[str, Any] = {"backbone": backbone, "in_channels": in_channels, "num_classes": 1,
+                               "width": width if backbone == "resnet18" else 1.0}
     model = create("lesion_classifier", **options, pretrained=pretrained)
     xtr, ytr = _to_tensor(train.images), torch.from_numpy(train.labels)[:, None]
     xva, yva = _to_tensor(val.images), torch.from_numpy(val.labels)[:, None]
@@ -179,7 +180,7 @@ def train_classifier(train: CropSet, val: CropSet, *, backbone: str = "resnet18"
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         probs = torch.from_numpy(predict_crops(model, val))[:, None]
         val_loss = float(F.binary_cross_entropy(probs.clamp(1e-6, 1 - 1e-6), yva, weight=1 + yva * (pos_weight - 1)))
         row = {"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss,

@@ -1,0 +1,158 @@
+"""Lesion classifier, crops, colorization GAN losses, enhance_image, detection pieces and `medattn enhance`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medattn.enhance import enhance_image, fuse
+from medattn.enhance.cawe import CAWE
+from medattn.enhance.classifier import CropSet, auc, crops_of, train_classifier
+from medattn.enhance.colorize import (
+    ColorizationDiscriminator,
+    ColorizationGenerator,
+    SelfAttention,
+    discriminator_loss,
+    generator_loss,
+    train_gan,
+)
+from medattn.enhance.detection import _from_monai, _to_monai, build_detector, detect, mask_boxes
+from medattn.models import create
+
+
+def test_lesion_classifier_reads_its_last_stage() -> None:
+    torch.manual_seed(0)
+    net = create("lesion_classifier", width=0.25).eval()
+    assert net.cam_layer is net.encoder.layer4
+    x = torch.rand(2, 1, 64, 64)
+    assert net(x).shape == (2, 1)
+    maps = CAWE(net)(x)
+    assert maps.shape == (2, 64, 64) and float(maps.min()) >= 0 and float(maps.max()) <= 1
+
+
+def test_crop_labels_follow_the_documented_rule() -> None:
+    img = np.zeros((100, 100), np.uint8)
+    mask = np.zeros((100, 100), bool)
+    mask[:20, :20] = True  # 400 px: 16 % of the top-left 50x50 crop
+    mask[60:62, 40:45] = True  # 10 px in the centre column of crops: below 10 % -> ambiguous, dropped
+    crops, labels = crops_of(img, mask, crop_size=16, grid=3, crop_frac=0.5, pos_fraction=0.10)
+    # crops at 0, 25, 50 in each axis; top-left (0,0) is positive; crops touching the speck are dropped
+    assert labels.count(1.0) == 1
+    assert all(c.shape == (16, 16) for c in crops)
+    touched = {(y, x) for y in (0, 25, 50) for x in (0, 25, 50)
+               if mask[y:y + 50, x:x + 50].any() and mask[y:y + 50, x:x + 50].mean() < 0.10}
+    assert len(labels) == 9 - len(touched)
+
+
+def test_auc_matches_pairwise_counting() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60).astype(float)
+    s = rng.random(60).round(1)  # ties
+    pos, neg = s[y == 1], s[y == 0]
+    ref = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert auc(y, s) == pytest.approx(ref)
+
+
+def test_gan_losses_are_equations_3_to_6() -> None:
+    torch.manual_seed(0)
+    y, g = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    d_real, d_fake = torch.randn(2), torch.randn(2)
+    fr, ff = [torch.randn(2, 4, 4, 4)], [torch.randn(2, 4, 4, 4)]
+    total, parts = generator_loss(y, g, d_fake, fr, ff)
+    l_c = (y - g).abs().mean() + (fr[0] - ff[0]).abs().mean()
+    l_a = -torch.log(torch.sigmoid(d_fake)).mean()
+    assert float(total) == pytest.approx(float(l_c + 0.5 * l_a), rel=1e-5)
+    assert parts["adv"] == pytest.approx(float(l_a), rel=1e-5)
+    l_d = (-torch.log(torch.sigmoid(d_real)) - torch.log(1 - torch.sigmoid(d_fake))).mean()
+    assert float(discriminator_loss(d_real, d_fake)) == pytest.approx(float(l_d), rel=1e-5)
+
+
+def test_gan_networks() -> None:
+    torch.manual_seed(0)
+    att = SelfAttention(16)
+    x = torch.randn(1, 16, 4, 4)
+    assert torch.equal(att(x), x)  # gamma starts at 0 (SAGAN)
+    gen, disc = ColorizationGenerator(width=0.5).eval(), ColorizationDiscriminator(width=8)
+    with torch.no_grad():
+        out = gen(torch.rand(2, 1, 64, 64))
+    assert out.shape == (2, 3, 64, 64) and float(out.min()) >= 0 and float(out.max()) <= 1
+    logit, feats = disc(out)
+    assert logit.shape == (2,) and len(feats) == 4
+    assert any("parametrizations" in n for n, _ in disc.named_modules())  # spectral normalisation
+
+
+def test_gan_training_uses_two_time_scales_and_writes_a_loadable_generator(tmp_path, monkeypatch) -> None:
+    seen = []
+    real_adam = torch.optim.Adam
+
+    def spy(params, lr, **kw):
+        seen.append(lr)
+        return real_adam(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    res = train_gan(imgs, steps=2, batch=2, width=0.5, run_dir=tmp_path, log_every=1, progress=False)
+    assert seen == [pytest.approx(1e-4), pytest.approx(5e-4)]  # D's learning rate is 5x G's
+    assert res.steps == 2 and len(res.history) == 2
+    card = json.loads((tmp_path / "last.json").read_text())
+    assert card["model"] == "colorizer" and card["input_size"] == [32, 32]
+    from medattn.inference import load_model
+
+    assert isinstance(load_model(tmp_path).model, ColorizationGenerator)
+
+
+def test_enhance_image_and_the_cli(tmp_path, run_cli) -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    crops = CropSet(rng.integers(0, 256, (16, 32, 32), dtype=np.uint8), np.array([0, 1] * 8, np.float32))
+    run = tmp_path / "clf"
+    res = train_classifier(crops, crops, width=0.125, epochs=1, batch=8, run_dir=run, progress=False)
+    gen = ColorizationGenerator(width=0.5).eval()
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    out = enhance_image(img, res.model, gen, alpha=0.5, size=64)
+    assert out["heatmap"].shape == (50, 70) and out["heatmap"].dtype == np.float32
+    assert out["colorized"].shape == (50, 70, 3) and out["colorized"].dtype == np.uint8
+    np.testing.assert_array_equal(out["fused"], fuse(out["colorized"], out["heatmap"], 0.5))
+    gray_out = enhance_image(img[..., 0], str(run))
+    assert gray_out["colorized"] is None and gray_out["fused"].shape == (50, 70)
+
+    from medattn.io import read_rgb, write_image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", img)
+    code, _out_text, err = run_cli("enhance", "--model", str(run), str(src), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["a_fused.png", "a_heatmap.png", "a_heatmap_overlay.png"]
+    assert read_rgb(tmp_path / "out" / "a_fused.png").shape == (50, 70, 3)
+    code, _, err = run_cli("enhance", "--model", str(tmp_path / "nope"), str(src), "--out", str(tmp_path / "o2"))
+    assert code == 2 and err.startswith("error:") and "nope" in err
+
+
+def test_mask_boxes_are_component_extents() -> None:
+    m = np.zeros((40, 50), bool)
+    m[5:10, 3:20] = True
+    m[30:38, 40:49] = True
+    m[0, 49] = True  # a one-pixel speck (< 0.1 % of the image) is ignored
+    assert sorted(mask_boxes(m)) == [(3, 5, 20, 10), (40, 30, 49, 38)]
+
+
+def test_detector_trains_and_detects_in_image_coordinates() -> None:
+    b = np.array([[10.0, 4.0, 30.0, 50.0]], np.float32)
+    np.testing.assert_array_equal(_from_monai(_to_monai(b)), b)
+    assert _to_monai(b).tolist() == [[4.0, 10.0, 50.0, 30.0]]  # (row, col) order for MONAI
+    torch.manual_seed(0)
+    det = build_detector(64, width=8)
+    det.train()
+    x = torch.rand(2, 3, 64, 64)
+    targets = [{"box": _to_monai(b), "label": torch.zeros(1, dtype=torch.long)}] * 2
+    losses = det(list(x), targets)
+    loss = losses[det.cls_key] + losses[det.box_reg_key]
+    loss.backward()
+    assert torch.isfinite(loss)
+    boxes, scores = detect(det, (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8))
+    assert len(boxes) == 2 and all(bx.shape[1] == 4 and len(bx) == len(s) for bx, s in zip(boxes, scores, strict=True))
