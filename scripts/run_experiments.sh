@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Issue 8 experiment queue: the training runs behind docs/results.md, one at a time.
 #
-#   nohup scripts/run_experiments.sh > runs/queue.log 2>&1 &
+#   nohup setsid scripts/run_experiments.sh > runs/queue.log 2>&1 < /dev/null &
 #
 # Every run logs to runs/<name>.log and is marked finished by runs/<name>.done, so the
 # script can be started again at any time: finished runs are skipped, an interrupted
-# `medattn train` run continues with --resume from its last checkpoint. It first waits for
-# the BSANet polyp run (started separately, see docs/results.md) so that no two trainings
-# share the CPU. Budgets are chosen for a 2-core CPU without GPU; see docs/results.md.
-# `ONLY="unet-polyp ph2-*"` (shell patterns) restricts the queue to matching runs.
+# `medattn train` run continues with --resume from its last checkpoint. Before each step it
+# waits while another BSANet polyp training (runs/bsanet-polyp) runs, so that no two
+# trainings share the CPU. Budgets are chosen for a shared 2-core CPU without GPU (see
+# docs/results.md); extend a finished polyp run with
+#   medattn train --resume runs/polyp-bsanet --set train.epochs=N   (and the same for the baselines).
+# `ONLY="polyp-unet ph2-*"` (shell patterns) restricts the queue to matching runs.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -18,13 +20,14 @@ PY=".venv/bin/python"
 NICE="nice -n 5"
 FAST=(--set train.precision=bf16 --set train.deterministic=false --set data.cache=true)
 
-# The polyp budget of the BSANet run (runs/bsanet-polyp/config.yaml): every polyp baseline gets the same.
-POLYP=(--set data.input_size=192 --set train.epochs=12 --set train.batch_size=16
+# One polyp budget for BSANet and every baseline (PraNet protocol: 1305 train + 145 val images).
+POLYP_EPOCHS=${POLYP_EPOCHS:-3}
+POLYP=(--set data.input_size=128 --set train.epochs="$POLYP_EPOCHS" --set train.batch_size=16
        --set 'data.augment=[flip, rotate90]' --set schedule.name=cosine --set schedule.warmup_epochs=0.5)
 
 # PH2 budget (both arms identical; only the encoder's starting weights differ)
 PH2_FOLDS=${PH2_FOLDS:-"0 1 2 3 4"}
-PH2=(--set 'data.input_size=[128,176]' --set train.epochs=20 --set optim.lr=5.0e-4
+PH2=(--set 'data.input_size=[96,128]' --set train.epochs=15 --set optim.lr=5.0e-4
      --set schedule.name=cosine --set schedule.warmup_epochs=1)
 LFE_PRETRAINED="runs/pretrain-hlf-lfe/encoder.safetensors"
 
@@ -45,13 +48,15 @@ step() {
     local name=$1; shift
     selected "$name" || return 0
     if [ -e "runs/$name.done" ]; then log "skip $name (done)"; return 0; fi
+    while pgrep -f "medattn train .*runs/bsanet-polyp" > /dev/null; do sleep 30; done
     log "start $name: $*"
     local t0=$SECONDS
     if $NICE "$@" >> "runs/$name.log" 2>&1; then
         date -u +%FT%TZ > "runs/$name.done"
         log "done $name in $((SECONDS - t0)) s"
     else
-        log "FAILED $name (exit $?), see runs/$name.log"
+        log "FAILED $name, see runs/$name.log"
+        return 1
     fi
 }
 
@@ -66,17 +71,21 @@ train() {
 }
 
 mkdir -p runs
-log "waiting for the BSANet polyp run"
-while pgrep -f "medattn train .*runs/bsanet-polyp" > /dev/null; do sleep 30; done
 
-# 1. polyp baselines with BSANet's budget, and the polyp evaluation (Kvasir-100, ClinicDB-62)
-train unet-polyp configs/unet_polyp.yaml "${POLYP[@]}" "${FAST[@]}"
-step eval-polyp $PY benchmarks/polyp_results.py BSANet=runs/bsanet-polyp U-Net=runs/unet-polyp \
+# 1. polyps: BSANet (ImageNet MobileNetV2 encoder) and the U-Net (no pretraining), same budget,
+#    then the evaluation on Kvasir-100 and ClinicDB-62. bf16 falls back to fp32 if it diverges.
+BSANET_OPTS='model.options={encoder: mobilenet_v2, encoder_pretrained: ../shared/data/pretrained/mobilenet_v2_imagenet.pth, encoder_options: {normalize: imagenet}}'
+train polyp-bsanet configs/bsanet_polyp.yaml --set "$BSANET_OPTS" "${POLYP[@]}" "${FAST[@]}" \
+    || train polyp-bsanet-fp32 configs/bsanet_polyp.yaml --set "$BSANET_OPTS" "${POLYP[@]}" "${FAST[@]}" \
+        --set train.precision=fp32
+train polyp-unet configs/unet_polyp.yaml "${POLYP[@]}" "${FAST[@]}"
+BSANET_RUN=runs/polyp-bsanet; [ -e runs/polyp-bsanet.done ] || BSANET_RUN=runs/polyp-bsanet-fp32
+step eval-polyp $PY benchmarks/polyp_results.py "BSANet=$BSANET_RUN" U-Net=runs/polyp-unet \
     --overlays docs/img/results/polyp_overlays.png
 
 # 2. PH2 (5-fold CV): HLF-Net from scratch vs its LFE encoder pretrained on isic2017-unlabeled
 step pretrain-hlf-lfe $MEDATTN pretrain configs/pretrain_encoder_isic.yaml --out runs/pretrain-hlf-lfe --quiet \
-    --set encoder=hlf_lfe --set patch_size=16 --set 'input_size=[128,176]' --set data.max_images=1024 \
+    --set encoder=hlf_lfe --set patch_size=16 --set 'input_size=[96,128]' --set data.max_images=1024 \
     --set data.cache=true --set epochs=3 --set warmup_epochs=0.5 --set bf16=true
 for fold in $PH2_FOLDS; do
     train "ph2-hlfnet-scratch-f$fold" configs/hlfnet_ph2.yaml --set data.split.fold="$fold" "${PH2[@]}" "${FAST[@]}"
@@ -88,7 +97,7 @@ done
 step eval-ph2 $PY benchmarks/ph2_results.py --force
 
 # 3. if time remains: Attention U-Net on polyps, U-Net on PH2
-train attention_unet-polyp configs/attention_unet_polyp.yaml "${POLYP[@]}" "${FAST[@]}"
+train polyp-attention_unet configs/attention_unet_polyp.yaml "${POLYP[@]}" "${FAST[@]}"
 for fold in $PH2_FOLDS; do
     train "ph2-unet-f$fold" configs/unet_ph2.yaml --set data.split.fold="$fold" "${PH2[@]}" "${FAST[@]}"
 done

@@ -48,6 +48,45 @@ def model_records(pattern: str = "*", task: str | None = None) -> list[dict[str,
             "description": info.description,
             "default_options": info.default_options,
         })
+    return out + bundled_records(pattern, task)
+
+
+def bundled_records(pattern: str = "*", task: str | None = None) -> list[dict[str, Any]]:
+    """One record per trained model shipped in ``medattn/weights`` (e.g. ``bsanet-polyp``), ``bundled: true``."""
+    import fnmatch
+
+    import torch
+
+    from medattn.models import create, model_info
+    from medattn.models.hub import WEIGHTS_DIR, is_bundled, model_card
+
+    out = []
+    for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        name = path.stem
+        if not fnmatch.fnmatch(name, pattern) or not is_bundled(name):
+            continue
+        card = model_card(path)
+        info = model_info(card["model"])
+        if task is not None and card.get("task", info.task) != task:
+            continue
+        try:
+            with torch.device("meta"):
+                net = create(card["model"], **card.get("options", {}))
+        except Exception:
+            net = create(card["model"], **card.get("options", {}))
+        params = sum(p.numel() for p in net.parameters())
+        out.append({
+            "name": name,
+            "task": card.get("task", info.task),
+            "params": params,
+            "paper_params": info.paper_params,
+            "input_size": list(card.get("input_size") or info.input_size),
+            "bundled": True,
+            "paper": info.paper,
+            "description": f"{card['model']} trained weights: {card.get('summary', info.description)}",
+            "default_options": card.get("options", {}),
+            "architecture": card["model"],
+        })
     return out
 
 
@@ -94,6 +133,8 @@ def _load_for_export(spec: str, in_channels: int | None, num_classes: int | None
     from medattn.models.hub import is_bundled, load_bundled, load_model_file
 
     opts = {k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None}
+    if spec not in list_models() and is_bundled(spec):  # a shipped trained model such as bsanet-polyp
+        return load_bundled(spec, **opts), "bundled weights"
     if spec in list_models():
         if is_bundled(spec):
             return load_bundled(spec, **opts), "bundled weights"
