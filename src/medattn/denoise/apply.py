@@ -1,7 +1,7 @@
 """Run a denoiser on HU slices, and ``medattn denoise``'s file handling.
 
 :func:`load_denoiser` accepts a registered denoiser with bundled weights (``cadn``
-finds ``cadn-ldct``), a weights file (``.safetensors`` + JSON card, or a torch
+finds ``cadn-ldct`` or a variant's ``cadn_small-ldct``), a weights file (``.safetensors`` + JSON card, or a torch
 checkpoint), or ``bm3d``. :func:`denoise_paths` walks the inputs:
 
 * a DICOM series folder -> ``OUT/<folder name>/<same file names>``, one new series;
@@ -77,8 +77,11 @@ def load_denoiser(spec: str) -> tuple[Denoiser, str]:
         model = load_model_file(path)
         return torch_denoiser(model), path.name
     from medattn.models import model_info
+    from medattn.models.hub import WEIGHTS_DIR
 
-    for name in (f"{spec}-ldct", spec):
+    # "cadn" also finds a bundled variant such as "cadn_small-ldct"
+    variants = sorted(p.stem for p in WEIGHTS_DIR.glob(f"{spec}*-ldct.safetensors"))
+    for name in (f"{spec}-ldct", spec, *variants):
         if is_bundled(name):
             return torch_denoiser(load_bundled(name)), name
     info = model_info(spec)  # unknown names: ConfigError with suggestions

@@ -170,7 +170,8 @@ def train_denoiser(cfg: LDCTTrainConfig, progress: bool = True) -> dict[str, Any
             loss.backward()
             opt.step()
             step += 1
-            row = {"step": step, "seconds": round(time.monotonic() - start, 1), "loss": float(loss), "lr": lr}
+            loss_value = float(loss.detach())
+            row = {"step": step, "seconds": round(time.monotonic() - start, 1), "loss": loss_value, "lr": lr}
             if step % cfg.val_every == 0:
                 row["val_psnr"] = _val_psnr(model, val, cfg.precision) or float("nan")
                 if row["val_psnr"] > best:
@@ -178,7 +179,7 @@ def train_denoiser(cfg: LDCTTrainConfig, progress: bool = True) -> dict[str, Any
                     save("best", {"val_psnr": best, "step": step})
             history.append(row)
             bar.update(task, completed=min(time.monotonic() - start, budget),
-                       info=f"step {step} loss {float(loss):.2e} lr {lr:.1e}")
+                       info=f"step {step} loss {loss_value:.2e} lr {lr:.1e}")
     final = _val_psnr(model, val, cfg.precision)
     save("last", {"val_psnr": final, "step": step})
     if final is not None and final >= best:
@@ -186,7 +187,7 @@ def train_denoiser(cfg: LDCTTrainConfig, progress: bool = True) -> dict[str, Any
         save("best", {"val_psnr": best, "step": step})
     summary = {"model": name, "options": options, "params": n_params, "steps": step,
                "patches": step * cfg.batch_size, "seconds": round(time.monotonic() - start, 1),
-               "best_val_psnr": best, "final_val_psnr": final, "init": cfg.init, "config": asdict(cfg)}
+               "best_val_psnr": best if math.isfinite(best) else None, "final_val_psnr": final, "init": cfg.init, "config": asdict(cfg)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "history.json", json.dumps(history) + "\n")
     return summary
