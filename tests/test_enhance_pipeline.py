@@ -156,3 +156,41 @@ def test_detector_trains_and_detects_in_image_coordinates() -> None:
     assert torch.isfinite(loss)
     boxes, scores = detect(det, (np.random.default_rng(0).random((2, 64, 64, 3)) * 255).astype(np.uint8))
     assert len(boxes) == 2 and all(bx.shape[1] == 4 and len(bx) == len(s) for bx, s in zip(boxes, scores, strict=True))
+
+
+def test_localisation_scores_on_real_masks_with_a_controllable_classifier(shared_data, tmp_path) -> None:
+    """Real Kvasir masks; the lesion region is made brighter and the classifier's evidence is brightness,
+    so CAWE must point into the mask far above chance (the pointing game is then right, not the classifier;
+    the trained classifier's score on real images is benchmarks/enhance_cawe.py)."""
+    from torch import nn
+
+    from medattn.data import pranet_split
+    from medattn.data.types import Sample
+    from medattn.enhance.classifier import localisation_scores
+    from medattn.io import read_gray, read_mask, write_image
+
+    samples = []
+    for s in pranet_split(shared_data)["test_kvasir"][:6]:
+        gray, mask = read_gray(s.image).astype(np.float32), read_mask(s.mask)
+        img = np.clip(0.4 * gray + 140 * mask, 0, 255).astype(np.uint8)
+        write_image(tmp_path / f"{s.id}.png", img)
+        samples.append(Sample(id=s.id, image=tmp_path / f"{s.id}.png", mask=s.mask, dataset="kvasir-seg"))
+
+    class Bright(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 8, stride=8)
+            self.fc = nn.Linear(1, 1)
+            with torch.no_grad():
+                self.conv.weight.fill_(1 / 64)
+                self.conv.bias.fill_(-0.45)  # only lesion-bright blocks respond
+                self.fc.weight.fill_(10.0)
+                self.fc.bias.fill_(0.0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    r = localisation_scores(Bright(), samples, size=128, progress=False)
+    assert r["images"] == 6
+    assert r["pointing"] >= r["pointing_chance"] + 0.4
+    assert r["energy"] >= r["energy_chance"] + 0.2

@@ -117,7 +117,8 @@ def enhance_image(image_rgb_or_gray: np.ndarray, classifier: Any, colorizer: Any
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     cawe = CAWE(net, layer)
     cam = cawe(x)
-    prob = float(torch.sigmoid(net(x)).max())
+    with torch.no_grad():
+        prob = float(torch.sigmoid(net(x)).max())
     heat = F.interpolate(cam[None], size=gray.shape, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
     colorized = None
     if colorizer is not None:
