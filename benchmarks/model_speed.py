@@ -264,22 +264,27 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": onnxruntime.__version__, "size": args.size, "quick": args.quick,
         "date": time.strftime("%Y-%m-%d"), "load_before": round(os.getloadavg()[0], 1), "cores": os.cpu_count(),
     }
-    rows = []
+    from medattn.utils.fileio import atomic_write_text
+
+    def save(rows: list[dict[str, Any]]) -> str:
+        # written after every model: a run stopped half-way keeps what it measured
+        meta["load_after"] = round(os.getloadavg()[0], 1)
+        table = markdown_table(rows, meta)
+        atomic_write_text(RESULTS / "model_speed.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        atomic_write_text(RESULTS / "model_speed.md", "# Model speed\n\n" + table)
+        if not args.no_doc:
+            _write_doc(table)
+        return table
+
+    rows: list[dict[str, Any]] = []
+    table = ""
     with Progress() as progress:
         task = progress.add_task("measuring", total=len(names))
         for n in names:
             progress.update(task, description=f"measuring {n}")
             rows.append(measure(n, available[n], args.size, args.threads, args.quick, args.no_onnx, args.no_train))
+            table = save(rows)
             progress.advance(task)
-    meta["load_after"] = round(os.getloadavg()[0], 1)
-
-    from medattn.utils.fileio import atomic_write_text
-
-    table = markdown_table(rows, meta)
-    atomic_write_text(RESULTS / "model_speed.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    atomic_write_text(RESULTS / "model_speed.md", "# Model speed\n\n" + table)
-    if not args.no_doc:
-        _write_doc(table)
     print(table)
     for r in rows:
         if r["name"] == "bsanet" and "fastest_b1" in r:
