@@ -172,7 +172,7 @@ def train_classifier(train: CropSet, val: CropSet, *, backbone: str = "resnet18"
     for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=gen)
-        total = 0.0
+        total, seen = 0.0, 0
         for i in track(range(steps), f"epoch {epoch}/{epochs}", steps, progress):
             idx = order[i * batch:(i + 1) * batch]
             logits = model(_augment(xtr[idx], gen))
@@ -181,9 +181,12 @@ def train_classifier(train: CropSet, val: CropSet, *, backbone: str = "resnet18"
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            if time_limit_s is not None and time.monotonic() - start > time_limit_s:
+                break  # out of time within the epoch: validate what we have
         probs = torch.from_numpy(predict_crops(model, val))[:, None]
         val_loss = float(F.binary_cross_entropy(probs.clamp(1e-6, 1 - 1e-6), yva, weight=1 + yva * (pos_weight - 1)))
-        row = {"epoch": epoch, "train_loss": total / len(train), "val_loss": val_loss,
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
                "val_auc": auc(val.labels, probs[:, 0].numpy()),
                "val_acc": float(((probs > 0.5).float() == yva).float().mean())}
         history.append(row)

@@ -85,8 +85,11 @@ def load_detection_set(samples: Sequence[Sample], size: int, kvasir_boxes: dict[
 def make_arms(rgb: np.ndarray, classifier: Any = None, colorizer: Any = None, arms: Sequence[str] = ARMS,
               alpha: float = 0.5, progress: bool = True) -> dict[str, np.ndarray]:
     """The input of every arm for images ``rgb`` (N, S, S, 3) uint8, each (N, S, S, 3) uint8."""
-    from medattn.enhance import enhance_image
+    from medattn.enhance import _load, enhance_image
 
+    # load each model once, not once per image
+    classifier = _Pair(*_load(classifier)) if classifier is not None else None
+    colorizer = _Pair(*_load(colorizer)) if colorizer is not None else None
     need_cawe = any("cawe" in a for a in arms)
     need_color = any(a.startswith("color") for a in arms)
     out = {a: np.empty_like(rgb) for a in arms}
@@ -99,10 +102,10 @@ def make_arms(rgb: np.ndarray, classifier: Any = None, colorizer: Any = None, ar
             if res is not None:
                 colorized = res["colorized"]
             else:
-                from medattn.enhance import _load
                 from medattn.enhance.colorize import colorize
 
-                colorized = colorize(_load(colorizer)[0], gray)
+                size = (colorizer.card.get("input_size") or [256])[0]
+                colorized = colorize(colorizer.model, gray, size=int(size))
         from medattn.enhance.fusion import fuse
 
         for a in arms:
@@ -162,6 +165,13 @@ class ResNetFPN(torch.nn.Module):
             if k >= max(self.returned):
                 break
         return self.fpn(feats)
+
+
+class _Pair:
+    """(module, card) in the shape :func:`medattn.enhance._load` accepts."""
+
+    def __init__(self, model: Any, card: dict[str, Any]) -> None:
+        self.model, self.card = model, card
 
 
 def build_detector(size: int, width: int = 32, layers: Sequence[int] = (1, 1, 1, 1), fpn_channels: int = 64) -> Any:
