@@ -228,7 +228,7 @@ def train_gan(images: np.ndarray, *, steps: int = 2000, batch: int = 16, lr_g: f
         opt_g.step()
         step += 1
         if step % log_every == 0 or step == steps:
-            row = {"step": step, "loss_g": float(loss_g), "loss_d": float(loss_d), **parts,
+            row = {"step": step, "loss_g": float(loss_g.detach()), "loss_d": float(loss_d.detach()), **parts,
                    "seconds": time.monotonic() - start}
             history.append(row)
             if progress:
