@@ -60,10 +60,16 @@ def test_models_json_lists_the_whole_registry(run_cli):
     code, out, err = run_cli("models", "--json")
     assert code == 0, err
     records = json.loads(out)
-    assert [r["name"] for r in records] == ALL
+    from medattn.models.hub import is_bundled
+
+    registry = [r for r in records if r["name"] in ALL]
+    assert [r["name"] for r in registry] == ALL
     for r in records:
         assert {"name", "task", "params", "input_size", "bundled", "paper", "description"} <= set(r)
-        assert r["bundled"] is False  # no weights ship yet
+        assert r["bundled"] is is_bundled(r["name"])
+    for r in records:  # shipped trained models (e.g. bsanet-polyp) name their architecture
+        if r["name"] not in ALL:
+            assert r["bundled"] is True and r.get("architecture") in ALL
     unet = next(r for r in records if r["name"] == "unet")
     assert unet["params"] == sum(p.numel() for p in create("unet").parameters())
     assert unet["input_size"] == list(model_info("unet").input_size)
