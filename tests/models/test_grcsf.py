@@ -170,6 +170,20 @@ def test_loads_mae_weights_and_options_from_file(tmp_path):
         torch.testing.assert_close(grey.residual_map(x), r / r.mean())
 
 
+def test_rebuild_options_need_no_weight_files(tmp_path):
+    torch.manual_seed(5)
+    path = tmp_path / "mae.safetensors"
+    _save_mae(path, MAE(**{**SMALL_MAE, "embed_dim": 48}))
+    opts = {k: v for k, v in SMALL.items() if k != "mae_options"}
+    net = create("grcsf", mae=str(path), **opts).eval()
+    path.unlink()  # the trained model must not need the MAE file any more
+    again = create("grcsf", **{**opts, **net.rebuild_options}).eval()
+    again.load_state_dict(net.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), again(x))
+
+
 def test_mismatched_mae_file_is_a_clear_error(tmp_path):
     path = tmp_path / "mae.safetensors"
     save_file(MAE(**SMALL_MAE).state_dict(), str(path))  # no metadata: options must be given

@@ -280,6 +280,10 @@ class GRCSF(SegmentationModel):
         self.freeze_mae = freeze_mae
         self.mae_masks = mae_masks
         self.mae_mask_ratio = mae_mask_ratio
+        # Options that rebuild this architecture without the weight files (their tensors are in
+        # this model's state dict): a checkpoint card can store these over the original paths.
+        self.rebuild_options: dict[str, Any] = {"mae": None, "mae_options": dict(mae_net.options),
+                                                "pretrained_encoder": None}
         if freeze_mae:
             self.mae.requires_grad_(False)
             self.mae.eval()
