@@ -31,21 +31,36 @@ _RASTER = (".png", ".tif", ".tiff")
 _NIFTI = (".nii", ".nii.gz")
 
 
+def estimate_noise_hu(hu: np.ndarray, body_hu: float = -500.0) -> float:
+    """Noise standard deviation (HU) inside the body: MAD of the finest diagonal wavelet band.
+
+    Donoho's estimator (median |HH| / 0.6745) restricted to where the slice is denser than
+    ``body_hu``: over the whole slice the flat air outside the patient biases it low.
+    """
+    x = np.asarray(hu, dtype=np.float64)
+    h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
+    x = x[:h, :w]
+    # Haar HH band: (a - b - c + d) / 2 over 2x2 blocks
+    hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0
+    body = (x[0::2, 0::2] > body_hu) & (x[1::2, 1::2] > body_hu)
+    coeffs = hh[body] if body.sum() > 64 else hh.ravel()
+    return float(np.median(np.abs(coeffs)) / 0.6745)
+
+
 def bm3d_denoise(hu: np.ndarray, sigma_hu: float | None = None) -> np.ndarray:
     """BM3D (Dabov et al. 2007, the ``bm3d`` package) on one HU slice.
 
-    The noise level is estimated from the slice (wavelet MAD, :func:`skimage.restoration.estimate_sigma`)
-    unless ``sigma_hu`` is given.
+    The noise level is estimated inside the body (:func:`estimate_noise_hu`) unless ``sigma_hu``
+    is given.
     """
     try:
         import bm3d
     except ImportError as exc:
         raise ConfigError("BM3D needs the optional package: pip install 'medattn[bm3d]'") from exc
-    from skimage.restoration import estimate_sigma
 
     x = np.asarray(hu, dtype=np.float64) / 1000.0
-    sigma = (sigma_hu / 1000.0) if sigma_hu is not None else float(estimate_sigma(x))
-    return (np.asarray(bm3d.bm3d(x, sigma_psd=max(sigma, 1e-4)), dtype=np.float32) * 1000.0)
+    sigma = (sigma_hu if sigma_hu is not None else estimate_noise_hu(hu)) / 1000.0
+    return np.asarray(bm3d.bm3d(x, sigma_psd=max(sigma, 1e-4)), dtype=np.float32) * 1000.0
 
 
 def torch_denoiser(model: Any, tile: int | None = None) -> Denoiser:
