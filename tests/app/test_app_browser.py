@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.app.conftest import install_tiny_model
 
 from medattn.app.settings import AppSettings
+
+from .conftest import install_tiny_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SAMPLE = sorted((Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images").glob("*.jpg"))[0]

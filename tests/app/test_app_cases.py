@@ -13,9 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.data import get_testdata_file
-from tests.app.conftest import login, make_user, wait_done
 
 from medattn.app.web import create_app
+
+from .conftest import login, make_user, wait_done
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
 
@@ -170,3 +171,55 @@ def test_restart_keeps_cases_and_resumes_unfinished(settings, live_app):
             assert c2.get(f["url"]).status_code == 200
         resumed = wait_done(c2, clone_id)
         assert resumed["status"] == "done"
+
+
+@pytest.fixture
+def den_client(settings):
+    """An app with an (untrained) small denoiser and the tiny segmenter installed."""
+    import torch
+
+    from medattn.models import create
+    from medattn.models.hub import save_bundled
+
+    from .conftest import install_tiny_model
+
+    settings.ensure_dirs()
+    install_tiny_model(settings)
+    torch.manual_seed(0)
+    opts = {"channels": [8, 16, 32], "blocks": [1, 1, 1], "reduction": 4}
+    save_bundled(create("cadn", **opts), "tiny-ldct", opts, {"model": "cadn", "task": "denoising", "version": "t"},
+                 folder=settings.models_dir)
+    app = create_app(settings, start_worker=True)
+    make_user(app, "alice")
+    with TestClient(app) as c:
+        c.csrf = login(c, "alice")
+        yield c
+
+
+def test_denoise_dicom_gives_a_derived_dicom(den_client):
+    cat = den_client.get("/api/models").json()["pipelines"]
+    assert cat["denoise"]["models"] == ["tiny-ldct"] and cat["denoise+segment"]["available"]
+    src = Path(get_testdata_file("CT_small.dcm"))
+    done = wait_done(den_client, upload(den_client, src, pipeline="denoise")["id"])
+    assert done["status"] == "done", done["message"]
+    names = {f["name"] for f in done["files"]}
+    assert {"preview.png", "processed.png", "denoised.dcm"} <= names
+    out = pydicom.dcmread(io.BytesIO(den_client.get(f"/api/cases/{done['id']}/files/denoised.dcm").content))
+    original = pydicom.dcmread(src)
+    assert out.ImageType[0] == "DERIVED" and out.SeriesInstanceUID != original.SeriesInstanceUID
+    assert out.pixel_array.shape == original.pixel_array.shape and str(out.PatientName) == ""
+    assert "noise SD before (HU, estimated)" in done["results"]["metrics"]
+
+
+def test_denoise_then_segment_chain(den_client):
+    done = wait_done(den_client, upload(den_client, Path(get_testdata_file("CT_small.dcm")),
+                                        pipeline="denoise+segment", model="tiny-ldct+tiny-polyp")["id"])
+    assert done["status"] == "done", done["message"]
+    kinds = {f["kind"] for f in done["files"]}
+    assert {"preview", "processed", "overlay", "mask", "processed_file"} <= kinds
+    assert "lesions" in done["results"] and "metrics" in done["results"]
+
+
+def test_denoise_refuses_non_ct(den_client):
+    done = wait_done(den_client, upload(den_client, sorted(SAMPLE.glob("*.jpg"))[0], pipeline="denoise")["id"])
+    assert done["status"] == "failed" and "gray CT" in done["message"]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from tests.app.conftest import login, make_user
 
 from medattn.app.db import Case
+
+from .conftest import login, make_user
 
 
 def png_bytes(h: int = 32, w: int = 40) -> bytes:

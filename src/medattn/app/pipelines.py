@@ -129,6 +129,8 @@ def resolve(pipeline: str, model: str | None) -> str | None:
     info = catalog()["pipelines"][pipeline]
     if not info["available"]:
         raise ValueError(f"pipeline {pipeline!r} has no model installed")
+    if pipeline == "denoise+segment":
+        return _resolve_chain(model)
     if model is None:
         return info["default"]
     if model not in info["models"]:
@@ -136,7 +138,22 @@ def resolve(pipeline: str, model: str | None) -> str | None:
     return model
 
 
+def _resolve_chain(model: str | None) -> str:
+    """``"<denoiser>+<segmenter>"``; either part may be left out for the pipeline's default."""
+    cat = catalog()["pipelines"]
+    den, _, seg = (model or "").rpartition("+") if model and "+" in model else ("", "", model or "")
+    den = den or cat["denoise"]["default"]
+    seg = seg or cat["segment"]["default"]
+    if den not in cat["denoise"]["models"]:
+        raise ValueError(f"{den!r} is not a denoising model; choose one of {', '.join(cat['denoise']['models'])}")
+    if seg not in cat["segment"]["models"]:
+        raise ValueError(f"{seg!r} is not a segmentation model; choose one of {', '.join(cat['segment']['models'])}")
+    return f"{den}+{seg}"
+
+
 def model_version(name: str | None) -> str | None:
+    if name and "+" in name:
+        return "+".join(model_version(part) or "-" for part in name.split("+"))
     card = _card(name) if name else None
     if not card:
         return None
@@ -144,6 +161,8 @@ def model_version(name: str | None) -> str | None:
 
 
 def model_card(name: str | None) -> dict[str, Any] | None:
+    if name and "+" in name:  # a chain: show the segmenter's card, the last model applied
+        name = name.rsplit("+", 1)[1]
     return _card(name) if name else None
 
 

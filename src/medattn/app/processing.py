@@ -95,7 +95,7 @@ def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[
     progress(start, f"segmenting with {lm.name}")
     probs, atts, shown = [], [], []
     for i, sl in enumerate(slices):
-        view = display_image(type(data)(sl, data.meta)) if volume else display_image(data)
+        view = display_image(type(data)(sl, data.meta))
         pred = predict_image(lm, view)
         probs.append(pred.prob)
         atts.append(pred.attention)
@@ -172,7 +172,7 @@ def _chain_models(model: str) -> tuple[str, str]:
     from medattn.app.pipelines import catalog
 
     if "+" in model:
-        den, seg = model.split("+", 1)
+        den, seg = model.rsplit("+", 1)
         return den, seg
     den = catalog()["pipelines"]["denoise"]["default"]
     if den is None:
