@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, samples in (("kvasir", split["test_kvasir"]), ("clinicdb", split["test_clinicdb"]), ("ph2", ph2_test)):
         per_set[name] = localisation_scores(res.model, samples, size=size)
     result = {
-        "classifier": {"backbone": args.backbone, "width": args.width, "crop": args.crop,
+        "classifier": {"backbone": args.backbone, "width": args.width if args.backbone == "resnet18" else None,
+                       "pretrained": args.pretrained, "lr": args.lr, "crop": args.crop,
                        "params": sum(p.numel() for p in res.model.parameters()),
                        "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_seconds": round(train_s)},
         "crops": {"train": len(train_set), "train_lesion": train_set.positives, "val": len(val_set),
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"enhance_cawe_{args.backbone}"
     atomic_write_text(args.out / f"{tag}.json", json.dumps(result, indent=2) + "\n")
     lines = ["# CAWE localisation on held-out images", "",
-             f"Classifier: {args.backbone} (width {args.width}, {result['classifier']['params']:,} parameters), "
+             f"Classifier: {args.backbone}" + (f" (width {args.width})" if args.backbone == "resnet18" else "")
+             + f", {result['classifier']['params']:,} parameters, "
              f"{args.crop}px crops, best epoch {res.best_epoch} of {len(res.history)} ({train_s:.0f} s on CPU).",
              f"Held-out crops: AUC {result['test_crop_auc']:.3f}, accuracy {result['test_crop_accuracy']:.3f} "
              f"({len(test_set)} crops, {test_set.positives} with lesion).", "",
