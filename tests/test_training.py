@@ -244,3 +244,25 @@ def test_bsanet_trains_with_deep_supervision_and_point_loss(tiny: Path, tmp_path
     assert n_outputs > 1 and np.isfinite(value)
     lm = load_model(tmp_path / "bsa")
     assert lm.name == "bsanet" and lm.input_size == (64, 64)
+
+
+def test_card_options_do_not_depend_on_init_files(tmp_path):
+    """A checkpoint must rebuild after the pretrained file it started from is gone."""
+    import torch
+
+    from medattn.inference import load_model
+    from medattn.models import create
+    from medattn.models.encoders import create_encoder
+    from medattn.training.checkpoint import save_checkpoint
+
+    enc_file = tmp_path / "enc.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(create_encoder("resnext_lite").state_dict(), str(enc_file))
+    opts = {"in_channels": 3, "num_classes": 1, "encoder": "resnext_lite", "encoder_pretrained": str(enc_file)}
+    model = create("bsanet", **opts)
+    path = save_checkpoint(tmp_path / "run", "best", model, name="bsanet", options=opts, input_size=(64, 64))
+    enc_file.unlink()
+    lm = load_model(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, lm.model.state_dict()[k]), k

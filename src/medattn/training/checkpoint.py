@@ -53,7 +53,27 @@ def save_checkpoint(run_dir: str | os.PathLike[str], tag: str, model: nn.Module,
         "version": version or "",
         **(extra or {}),
     }
-    return save_bundled(unwrap(model), tag, dict(options), card, folder=Path(run_dir))
+    return save_bundled(unwrap(model), tag, portable_options(unwrap(model), options), card, folder=Path(run_dir))
+
+
+# Options that only initialise weights from a file: the checkpoint's own weights replace them.
+INIT_ONLY_OPTIONS = ("pretrained", "encoder_pretrained", "pretrained_encoder", "swin_pretrained")
+
+
+def portable_options(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
+    """Builder options that rebuild ``model`` without the files it was initialised from.
+
+    Weight-file options (:data:`INIT_ONLY_OPTIONS`) become ``None`` and a model's own
+    ``rebuild_options`` (e.g. GRCSF's MAE architecture instead of its ``mae`` file) are
+    merged in, so a card stays loadable when those files are gone. The run's
+    ``config`` in the card still records where the initial weights came from.
+    """
+    out = dict(options)
+    for key in INIT_ONLY_OPTIONS:
+        if out.get(key) is not None:
+            out[key] = None
+    out.update(getattr(model, "rebuild_options", {}) or {})
+    return out
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""Atomic writes: all or nothing, and the usual file mode."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from medattn.utils.fileio import atomic_path, atomic_write_text
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "a" / "b.txt"
+    atomic_write_text(target, "first")
+    atomic_write_text(target, "second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["b.txt"]
+
+
+def test_failure_leaves_target_and_no_temp(tmp_path):
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_mode_follows_umask_not_mkstemp(tmp_path):
+    old = os.umask(0o022)
+    try:
+        new = atomic_write_text(tmp_path / "new.txt", "x")
+        assert new.stat().st_mode & 0o777 == 0o644
+        exe = tmp_path / "kept.sh"
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o750)
+        atomic_write_text(exe, "#!/bin/sh\necho hi\n")
+        assert exe.stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(old)
