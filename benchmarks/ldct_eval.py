@@ -23,15 +23,19 @@ import numpy as np
 WINDOW = (40.0, 400.0)
 
 
-def model_cost(model, size: int = 512) -> tuple[int, float]:
-    """(parameters, GMACs for one size x size slice) via torch's FLOP counter (MACs = FLOPs / 2)."""
+def model_cost(model, size: int = 512, probe: int = 128) -> tuple[int, float]:
+    """(parameters, GMACs for one size x size slice) via torch's FLOP counter (MACs = FLOPs / 2).
+
+    Counted on a ``probe`` x ``probe`` input and scaled by the pixel ratio: the denoisers are fully
+    convolutional, so their cost is linear in the pixel count.
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 1, size, size))
-    return params, counter.get_total_flops() / 2e9
+        model(torch.zeros(1, 1, probe, probe))
+    return params, counter.get_total_flops() / 2e9 * (size / probe) ** 2
 
 
 def main(argv: list[str] | None = None) -> int:

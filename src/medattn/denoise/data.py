@@ -255,12 +255,13 @@ class LDCTPairs:
         min_body_fraction: skip slices whose share of pixels above -500 HU is lower.
         cache_dir: keep simulated slices as ``.npy`` files there, reused across runs.
         augment: random flips / 90-degree turns of patches.
+        min_size: skip slices smaller than this on either side (e.g. to train on full-resolution CT only).
     """
 
     def __init__(self, volumes: Sequence[CTVolume], mode: str = "patch", settings: SimulationSettings | None = None,
                  *, seed: int = 0, patch_size: int = 64, patches_per_epoch: int = 4096, slice_step: int = 1,
                  min_body_fraction: float = 0.05, cache_dir: str | os.PathLike[str] | None = None,
-                 augment: bool = True, progress: bool = False) -> None:
+                 augment: bool = True, progress: bool = False, min_size: int = 0) -> None:
         if mode not in ("patch", "slice"):
             raise ValueError(f"mode must be 'patch' or 'slice', got {mode!r}")
         self.volumes = list(volumes)
@@ -276,7 +277,7 @@ class LDCTPairs:
         for vi, vol in enumerate(self.volumes):
             for z in range(0, vol.n_slices, max(1, slice_step)):
                 sl = vol.hu[z]
-                if mode == "patch" and min(sl.shape) < self.patch_size:
+                if (mode == "patch" and min(sl.shape) < self.patch_size) or min(sl.shape) < min_size:
                     continue
                 if float((sl > -500).mean()) < min_body_fraction:
                     continue

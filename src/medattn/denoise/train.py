@@ -47,6 +47,7 @@ class LDCTTrainConfig:
     lr: float = 1e-3
     min_lr: float = 1e-5
     patch_size: int = 64
+    min_slice_size: int = 0
     slice_step: int = 2
     dose: float = 0.25
     i0: float = 2.0e6
@@ -114,7 +115,8 @@ def train_denoiser(cfg: LDCTTrainConfig, progress: bool = True) -> dict[str, Any
     if overlap:
         raise ConfigError(f"scans {sorted(overlap)} are in both training and validation")
     train = LDCTPairs(train_vols, "patch", settings, seed=cfg.seed, patch_size=cfg.patch_size,
-                      patches_per_epoch=10**9, slice_step=cfg.slice_step, cache_dir=cfg.cache_dir)
+                      patches_per_epoch=10**9, slice_step=cfg.slice_step, cache_dir=cfg.cache_dir,
+                      min_size=cfg.min_slice_size)
     val = LDCTPairs(val_vols, "slice", settings, seed=cfg.seed, cache_dir=cfg.cache_dir) if val_vols else None
     train.prepare(progress=progress)
     if val is not None:
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, dest="max_steps", help="stop after this many steps")
     parser.add_argument("--init", help="start from these weights (.safetensors + .json): transfer learning")
     parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--min-slice-size", type=int, dest="min_slice_size",
+                        help="train only on slices at least this many pixels on each side")
     args = parser.parse_args(argv)
     over = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
     cfg = LDCTTrainConfig.from_yaml(args.config, **over) if args.config else LDCTTrainConfig(**over)
