@@ -42,28 +42,23 @@ def export_mask(case: Case, store: CaseStore, fmt: str) -> tuple[bytes, str, str
 
 
 def _nifti(case: Case, mask: np.ndarray) -> bytes:
-    import nibabel as nib
+    """The mask as a (Z, H, W) volume through medattn.io's NIfTI writer (input affine, else spacing)."""
+    import tempfile
+    from pathlib import Path
 
+    from medattn.io import ImageMeta, write_image
+
+    vol = (mask if mask.ndim == 3 else mask[None]).astype(np.uint8)
     affine = case.meta.get("affine")
-    if affine is not None:
-        affine = np.asarray(affine, dtype=float)
-    vol = mask if mask.ndim == 3 else mask[None]
-    # medattn arrays are (Z, Y, X); NIfTI voxel order is (i=x, j=y, k=z).
-    data = np.ascontiguousarray(np.transpose(vol, (2, 1, 0))).astype(np.uint8)
-    if affine is None:
-        sp = case.results.get("spacing") or [1.0] * mask.ndim
-        sz, sy, sx = [1.0, *sp] if len(sp) == 2 else list(sp)
-        affine = np.diag([sx, sy, sz, 1.0])
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm")
-    return _gz(img)
-
-
-def _gz(img) -> bytes:
-    import gzip
-
-    raw = img.to_bytes()
-    return gzip.compress(raw, compresslevel=6)
+    spacing = case.results.get("spacing")
+    if spacing is not None and len(spacing) == 2:
+        spacing = [1.0, *spacing]
+    meta = ImageMeta(spacing=tuple(spacing) if spacing else None, layout="ZHW",
+                     affine=np.asarray(affine, dtype=float) if affine is not None else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mask.nii.gz"
+        write_image(path, vol, meta)
+        return path.read_bytes()
 
 
 def _dicom_seg(case: Case, store: CaseStore, mask: np.ndarray) -> bytes:
