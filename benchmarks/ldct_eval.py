@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 if [x["id"] for x in r] != ids:
                     raise SystemExit(f"{args.merge}: {name} was measured on other slices")
                 rows[name] = r
+                prior = earlier["summary"].get(name, {})
+                if "params" in prior:
+                    costs[name] = {"params": prior["params"], "gmacs_512": prior["gmacs_512"]}
         if "BM3D" in rows and "BM3D" not in panel and panel:
             panel["BM3D"] = bm3d_denoise(pairs.pair(idx[panel_at])[0])
         # keep the table order: input, BM3D, then the networks
@@ -166,7 +169,7 @@ def save_panels(images: dict[str, np.ndarray], path: Path) -> None:
             axes[r, k].axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=72)
     plt.close(fig)
 
 
