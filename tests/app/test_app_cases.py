@@ -223,3 +223,33 @@ def test_denoise_then_segment_chain(den_client):
 def test_denoise_refuses_non_ct(den_client):
     done = wait_done(den_client, upload(den_client, sorted(SAMPLE.glob("*.jpg"))[0], pipeline="denoise")["id"])
     assert done["status"] == "failed" and "gray CT" in done["message"]
+
+
+def test_enhance_pipeline(settings):
+    """CAWE heat map, colorized and fused images through the app (untrained small models)."""
+    import torch
+
+    from medattn.models import create
+    from medattn.models.hub import save_bundled
+
+    settings.ensure_dirs()
+    torch.manual_seed(0)
+    cls_opts = {"backbone": "resnet18", "in_channels": 1, "num_classes": 1, "width": 0.25}
+    save_bundled(create("lesion_classifier", **cls_opts), "tiny-cawe", cls_opts,
+                 {"model": "lesion_classifier", "task": "classification", "input_size": [64, 64]},
+                 folder=settings.models_dir)
+    col_opts = {"encoder": "light", "width": 0.25}
+    save_bundled(create("colorizer", **col_opts), "tiny-color", col_opts,
+                 {"model": "colorizer", "task": "colorization", "input_size": [64, 64]}, folder=settings.models_dir)
+    app = create_app(settings, start_worker=True)
+    make_user(app, "alice")
+    with TestClient(app) as c:
+        c.csrf = login(c, "alice")
+        assert c.get("/api/models").json()["pipelines"]["enhance"]["models"] == ["tiny-cawe"]
+        done = wait_done(c, upload(c, sorted(SAMPLE.glob("*.jpg"))[0], pipeline="enhance")["id"])
+        assert done["status"] == "done", done["message"]
+        kinds = {f["kind"] for f in done["files"]}
+        assert {"preview", "processed", "attention", "colorized", "processed_file"} <= kinds
+        assert done["results"]["metrics"]["colorizer"] == "tiny-color"
+        assert "Colorized" in c.get(f"/cases/{done['id']}").text
+        assert c.get(f"/api/cases/{done['id']}/report.pdf").content.startswith(b"%PDF")

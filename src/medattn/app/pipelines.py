@@ -105,7 +105,7 @@ def _models_for(task: str) -> list[str]:
 def catalog() -> dict[str, Any]:
     """Pipelines with their models, default model and availability."""
     out: dict[str, Any] = {}
-    seg, den, enh = _models_for("segmentation"), _models_for("denoising"), _enhance_models()
+    seg, den, enh = _models_for("segmentation"), _models_for("denoising"), _models_for("classification")
     for name, label in PIPELINES.items():
         models = {"segment": seg, "denoise": den, "enhance": enh, "denoise+segment": seg}[name]
         available = bool(models) and (name != "denoise+segment" or bool(den))
@@ -114,12 +114,10 @@ def catalog() -> dict[str, Any]:
     return {"pipelines": out, "cards": {m: _card(m) for p in out.values() for m in p["models"]}}
 
 
-def _enhance_models() -> list[str]:
-    try:
-        from medattn.enhance import available_models
-    except ImportError:
-        return []
-    return list(available_models())
+def default_colorizer() -> str | None:
+    """The colorizer the enhance pipeline uses: the first installed one, if any."""
+    found = _models_for("colorization")
+    return found[0] if found else None
 
 
 def resolve(pipeline: str, model: str | None) -> str | None:

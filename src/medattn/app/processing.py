@@ -158,8 +158,9 @@ def process(pipeline: str, model: str | None, inputs: list[Path], input_format: 
             res.results.update(seg.results)
     elif pipeline == "enhance":
         from medattn.app.enhancing import enhance_case
+        from medattn.app.pipelines import default_colorizer
 
-        res = enhance_case(data, model, tmp, progress)
+        res = enhance_case(data, model, user_models, tmp, progress, colorizer=default_colorizer())
     else:
         raise MedattnError(f"unknown pipeline {pipeline!r}")
     res.meta = {**meta, **res.meta}

@@ -15,7 +15,7 @@ DISCLAIMER = (
     "diagnosis or judgement and must be reviewed by a qualified professional."
 )
 MAX_LESION_ROWS = 60
-_PANELS = (("preview", "Original"), ("processed", "Processed"), ("overlay", "Mask overlay"),
+_PANELS = (("preview", "Original"), ("processed", "Processed"), ("colorized", "Colorized"), ("overlay", "Mask overlay"),
            ("attention", "Attention map"))
 
 
