@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         results[arm] = {**evaluate_arm(det, te_arms[arm], te.boxes, iou=args.iou), "history": hist,
                         "train_seconds": round(time.monotonic() - t1)}
         print(f"{arm}: " + ", ".join(f"Sens@{k} {v:.3f}" for k, v in results[arm]["sens"].items()), flush=True)
-    budget = (f"{args.size}px, {len(train)} training images, {args.epochs} epochs per arm, IoU >= {args.iou}, "
+    limit = f" (at most {args.minutes:g} min)" if args.minutes else ""
+    budget = (f"{args.size}px, {len(train)} training images, {args.epochs} epochs per arm{limit}, IoU >= {args.iou}, "
               f"CPU ({os.cpu_count()} cores shared)")
     tag = "enhance_froc_quick" if args.quick else "enhance_froc"
     args.out.mkdir(parents=True, exist_ok=True)
