@@ -151,9 +151,15 @@ def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int,
             axes[row][col].axis("off")
     fig.tight_layout(pad=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
+    # a 256-colour palette keeps the committed picture small (about a third of the RGB size)
+    small_png = Image.open(buf).convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    with atomic_path(path) as tmp:
+        small_png.save(tmp, format="PNG", optimize=True)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -68,7 +69,11 @@ def train_command(run: Path) -> str | None:
     for line in log.read_text(encoding="utf-8").splitlines():
         marker = f"start {run.name}: "
         if marker in line:
-            found = line.split(marker, 1)[1]
+            found = line.split(marker, 1)[1].strip()
+    if found and "'" not in found and "\\" not in found:
+        # the queue logged the words unquoted: quote each --set value so the line can be pasted
+        head, *sets = found.split(" --set ")
+        found = " --set ".join([head, *(shlex.quote(v) for v in sets)])
     return found
 
 
