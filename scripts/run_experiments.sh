@@ -101,4 +101,14 @@ train polyp-attention_unet configs/attention_unet_polyp.yaml "${POLYP[@]}" "${FA
 for fold in $PH2_FOLDS; do
     train "ph2-unet-f$fold" configs/unet_ph2.yaml --set data.split.fold="$fold" "${PH2[@]}" "${FAST[@]}"
 done
+# 4. a longer polyp budget, all three models again from scratch (fresh cosine over POLYP_LONG epochs)
+POLYP_LONG=${POLYP_LONG:-10}
+LONG=(--set data.input_size=128 --set train.epochs="$POLYP_LONG" --set train.batch_size=16
+      --set 'data.augment=[flip, rotate90]' --set schedule.name=cosine --set schedule.warmup_epochs=0.5)
+train "polyp$POLYP_LONG-bsanet" configs/bsanet_polyp.yaml --set "$BSANET_OPTS" "${LONG[@]}" "${FAST[@]}"
+train "polyp$POLYP_LONG-unet" configs/unet_polyp.yaml "${LONG[@]}" "${FAST[@]}"
+step eval-polyp-all $PY benchmarks/polyp_results.py "BSANet=$BSANET_RUN" U-Net=runs/polyp-unet \
+    "Attention U-Net=runs/polyp-attention_unet" "BSANet ${POLYP_LONG} ep=runs/polyp$POLYP_LONG-bsanet" \
+    "U-Net ${POLYP_LONG} ep=runs/polyp$POLYP_LONG-unet" --overlays docs/img/results/polyp_overlays_all.png
+train "polyp$POLYP_LONG-attention_unet" configs/attention_unet_polyp.yaml "${LONG[@]}" "${FAST[@]}"
 log "queue finished"
