@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--pipeline", default="segment")
     ap.add_argument("--model", default="", help="model name (default: the pipeline's default)")
+    ap.add_argument("--install", type=Path, default=None,
+                    help="checkpoint (.safetensors with its .json card, or a run folder) to install in the "
+                    "server's models folder as 'load-model' and use")
     ap.add_argument("--workers", type=int, default=1, help="server inference workers")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before giving up")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -63,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     env = {**os.environ, "MEDATTN_DATA_DIR": str(data_dir), "MEDATTN_PASSWORD": "load-test-password",
            "MEDATTN_QUEUE_SIZE": str(max(args.n, 32))}
+    if args.install is not None:
+        import shutil
+
+        src = args.install / "best.safetensors" if args.install.is_dir() else args.install
+        (data_dir / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, data_dir / "models" / "load-model.safetensors")
+        shutil.copyfile(src.with_suffix(".json"), data_dir / "models" / "load-model.json")
+        args.model = args.model or "load-model"
     medattn = [sys.executable, "-m", "medattn"]
     subprocess.run([*medattn, "users", "create", "load"], env=env, check=True, capture_output=True)
     server = subprocess.Popen([*medattn, "serve", "--port", str(port), "--workers", str(args.workers)], env=env,

@@ -83,7 +83,10 @@ def user_for_token(session: Session, plain: str) -> User | None:
     tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(plain)))
     if tok is None:
         return None
-    tok.last_used_at = utcnow()
+    now = utcnow()
+    # A write per request would hold the database's write lock on every API call: record use once a minute.
+    if tok.last_used_at is None or (now - tok.last_used_at).total_seconds() > 60:
+        tok.last_used_at = now
     return tok.user
 
 

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from medattn import __version__
@@ -410,17 +411,30 @@ async def _create_cases(request: Request, s: Session, user: User, files: list[Up
     if not files:
         raise HTTPException(400, "no file uploaded")
     max_bytes = int(settings.max_upload_mb * 1e6)
+    raw = [(up.filename or "upload", await up.read(max_bytes + 1)) for up in files]
+    if state.jobs.pending + len(raw) > settings.queue_size:
+        raise HTTPException(503, "the job queue is full; try again in a moment")
+    # Decoding, de-identification and database writes are blocking work: keep them off the event loop.
+    created = await run_in_threadpool(_check_and_store, state, s, user, raw, pipeline, model_name, title)
+    for case in created:
+        try:
+            state.jobs.submit(case.id)
+        except QueueFull:
+            case.status, case.message = "queued", "waiting: queue was full, requeued at next start"
+    return created
+
+
+def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[str, bytes]], pipeline: str,
+                     model_name: str | None, title: str) -> list[Case]:
+    settings = state.settings
+    max_bytes = int(settings.max_upload_mb * 1e6)
     checked = []
-    for up in files:
-        name = up.filename or "upload"
-        data = await up.read(max_bytes + 1)
+    for name, data in raw:
         try:
             checked.append(check_upload(name, data, max_bytes, settings.max_pixels, state.key.encode()))
         except UploadError as exc:
             status = 413 if "limit" in str(exc) and "MB" in str(exc) else 400
             raise HTTPException(status, str(exc)) from None
-    if state.jobs.pending + len(checked) > settings.queue_size:
-        raise HTTPException(503, "the job queue is full; try again in a moment")
     created = []
     for up in checked:
         case = Case(owner_id=user.id, title=title or up.name, pipeline=pipeline, model_name=model_name,
@@ -432,9 +446,4 @@ async def _create_cases(request: Request, s: Session, user: User, files: list[Up
             state.store.add_bytes(s, case, "input", fname, blob)
         created.append(case)
     s.commit()  # the case and its files exist before the worker can see the id
-    for case in created:
-        try:
-            state.jobs.submit(case.id)
-        except QueueFull:
-            case.status, case.message = "queued", "waiting: queue was full, requeued at next start"
     return created
