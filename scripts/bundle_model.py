@@ -154,13 +154,15 @@ def main() -> None:
                        else "none (last epoch)"},
         "training": {"optim": cfg["optim"], "schedule": cfg["schedule"], "loss": cfg["loss"],
                      "batch_size": cfg["train"]["batch_size"], "precision": cfg["train"]["precision"],
-                     "seed": cfg["train"]["seed"], "initial_options": run_card["options"]},
+                     "seed": cfg["train"]["seed"], "initial_options": cfg["model"]["options"]},
         "wall_clock_seconds": round(seconds, 1),
         "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
         "metrics": test_metrics(run, args.checkpoint),
         "command": train_command(run),
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint}"
                         + (" --fp16" if args.fp16 else ""),
+        "pretraining_commands": {k: train_command(Path(v).parent) for k, v in cfg["model"]["options"].items()
+                                 if k in FILE_OPTIONS and isinstance(v, str) and train_command(Path(v).parent)},
         "dtype": "float16" if args.fp16 else "float32",
         "version": f"{args.name}@{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}",
         "trained_from": rel(run),
