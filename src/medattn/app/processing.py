@@ -85,13 +85,30 @@ def _user_model_path(model: str, user_models: dict[str, Path]) -> str:
     return str(user_models[model]) if model in user_models else model
 
 
+_MODEL_CACHE: dict[tuple[str, float], Any] = {}
+
+
+def load_cached(spec: str) -> Any:
+    """``medattn.inference.load_model`` once per weights file (and its modification time) per process."""
+    from medattn.inference import load_model
+    from medattn.models import hub
+
+    path = hub.bundled_weights(spec) or Path(spec)
+    key = (str(spec), path.stat().st_mtime if path.exists() else 0.0)
+    if key not in _MODEL_CACHE:
+        if len(_MODEL_CACHE) >= 4:  # a handful of models fit in memory; drop the oldest
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = load_model(spec)
+    return _MODEL_CACHE[key]
+
+
 def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
              progress: Progress, start: float, span: float, volume: bool) -> ProcessResult:
-    from medattn.inference import load_model, measure_lesions, predict_image
+    from medattn.inference import measure_lesions, predict_image
     from medattn.inference.files import display_image
     from medattn.inference.render import heat_overlay, mask_rgba, overlay, to_rgb8
 
-    lm = load_model(_user_model_path(model, user_models))
+    lm = load_cached(_user_model_path(model, user_models))
     progress(start, f"segmenting with {lm.name}")
     probs, atts, shown = [], [], []
     for i, sl in enumerate(slices):

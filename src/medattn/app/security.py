@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -77,17 +78,30 @@ def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str
     return tok, plain
 
 
-def user_for_token(session: Session, plain: str) -> User | None:
+def token_for(session: Session, plain: str) -> ApiToken | None:
+    """The token record of a plain token (read only)."""
     if not plain.startswith(TOKEN_PREFIX):
         return None
-    tok = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(plain)))
-    if tok is None:
-        return None
-    now = utcnow()
-    # A write per request would hold the database's write lock on every API call: record use once a minute.
-    if tok.last_used_at is None or (now - tok.last_used_at).total_seconds() > 60:
-        tok.last_used_at = now
-    return tok.user
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(plain)))
+
+
+def user_for_token(session: Session, plain: str) -> User | None:
+    tok = token_for(session, plain)
+    return None if tok is None else tok.user
+
+
+def token_use_is_stale(tok: ApiToken, seconds: float = 60.0) -> bool:
+    """Whether ``last_used_at`` should be refreshed (at most once a minute: a write per request would
+    serialise every API call on the database's write lock)."""
+    return tok.last_used_at is None or (utcnow() - tok.last_used_at).total_seconds() > seconds
+
+
+def record_token_use(db: Any, token_id: int) -> None:
+    """Refresh ``last_used_at`` in its own short transaction, never inside a request's session."""
+    with db.session() as s:
+        tok = s.get(ApiToken, token_id)
+        if tok is not None:
+            tok.last_used_at = utcnow()
 
 
 def new_csrf_token() -> str:

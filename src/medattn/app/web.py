@@ -27,7 +27,15 @@ from medattn import __version__
 from medattn.app import pipelines
 from medattn.app.db import ApiToken, Case, Database, User
 from medattn.app.jobs import JobQueue, QueueFull
-from medattn.app.security import authenticate, create_token, csrf_matches, new_csrf_token, user_for_token
+from medattn.app.security import (
+    authenticate,
+    create_token,
+    csrf_matches,
+    new_csrf_token,
+    record_token_use,
+    token_for,
+    token_use_is_stale,
+)
 from medattn.app.settings import AppSettings
 from medattn.app.storage import CaseStore
 from medattn.app.uploads import UploadError, check_upload
@@ -64,13 +72,15 @@ DbSession = Annotated[Session, Depends(_db)]
 
 
 def _user_from_request(request: Request, s: Session) -> tuple[User | None, bool]:
-    """(user, via_token)."""
+    """(user, via_token). Blocking database work: call it in the threadpool, not on the event loop."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        user = user_for_token(s, auth[7:].strip())
-        if user is None:
+        tok = token_for(s, auth[7:].strip())
+        if tok is None:
             raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
-        return user, True
+        if token_use_is_stale(tok):
+            record_token_use(_state(request).db, tok.id)
+        return tok.user, True
     uid = request.session.get("user_id")
     user = s.get(User, uid) if uid is not None else None
     return user, False
@@ -90,7 +100,7 @@ async def _check_csrf(request: Request, via_token: bool) -> None:
 
 
 async def api_user(request: Request, s: DbSession) -> User:
-    user, via_token = _user_from_request(request, s)
+    user, via_token = await run_in_threadpool(_user_from_request, request, s)
     if user is None:
         raise HTTPException(401, "sign in or send an API token", headers={"WWW-Authenticate": "Bearer"})
     await _check_csrf(request, via_token)
@@ -102,7 +112,7 @@ class _LoginRedirect(Exception):
 
 
 async def page_user(request: Request, s: DbSession) -> User:
-    user, via_token = _user_from_request(request, s)
+    user, via_token = await run_in_threadpool(_user_from_request, request, s)
     if user is None:
         raise _LoginRedirect
     await _check_csrf(request, via_token)
@@ -211,7 +221,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
                     next: Annotated[str, Form()] = "/") -> Response:
         if not csrf_matches(request.session.get("csrf"), csrf_token):
             raise HTTPException(403, "missing or invalid CSRF token")
-        user = authenticate(s, username, password)
+        user = await run_in_threadpool(authenticate, s, username, password)  # Argon2 is slow on purpose
         if user is None:
             return render(request, "login.html", None, next=next, error="Wrong user name or password.")
         request.session.clear()
