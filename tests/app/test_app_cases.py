@@ -254,3 +254,19 @@ def test_enhance_pipeline(settings):
         assert not done["results"]["metrics"]["colorizer"].startswith("none")  # an installed colorizer was used
         assert "Colorized" in c.get(f"/cases/{done['id']}").text
         assert c.get(f"/api/cases/{done['id']}/report.pdf").content.startswith(b"%PDF")
+
+
+def test_nifti_volume_case(client, tmp_path):
+    """A NIfTI volume is segmented slice by slice; the NIfTI export keeps the input's affine."""
+    affine = np.diag([0.8, 0.7, 2.5, 1.0])
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    vol = (np.random.default_rng(0).random((40, 32, 3)) * 200 - 100).astype(np.int16)  # (x, y, z)
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), path)
+    done = wait_done(client, upload(client, path)["id"])
+    assert done["status"] == "done", done["message"]
+    assert done["input_format"] == "nifti" and done["results"]["spacing"] == pytest.approx([0.7, 0.8])
+    out = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(
+        client.get(f"/api/cases/{done['id']}/export/nifti").content))
+    assert out.shape == vol.shape
+    np.testing.assert_allclose(out.affine, affine)
