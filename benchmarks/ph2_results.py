@@ -35,7 +35,8 @@ from medattn.data import load_split
 from medattn.inference import load_model, predict_batch
 from medattn.io import read_mask, read_rgb
 from medattn.metrics import segmentation_scores
-from medattn.utils.fileio import atomic_path, atomic_write_text
+from medattn.utils.figures import save_figure_png
+from medattn.utils.fileio import atomic_write_text
 
 COLUMNS = ("dice", "iou", "accuracy", "recall", "specificity")
 HEADERS = {"dice": "Dice", "iou": "Jaccard", "accuracy": "Accuracy", "recall": "Sensitivity",
@@ -150,16 +151,7 @@ def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int,
             axes[row][col].set_title(title, fontsize=6)
             axes[row][col].axis("off")
     fig.tight_layout(pad=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    # a 256-colour palette keeps the committed picture small (about a third of the RGB size)
-    small_png = Image.open(buf).convert("RGB").quantize(256, dither=Image.Dither.NONE)
-    with atomic_path(path) as tmp:
-        small_png.save(tmp, format="PNG", optimize=True)
+    save_figure_png(fig, path)
 
 
 def main() -> None:

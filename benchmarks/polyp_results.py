@@ -33,7 +33,8 @@ from medattn.evaluation import evaluate_pairs
 from medattn.inference import evaluate_model
 from medattn.inference.render import overlay
 from medattn.io import read_mask, read_rgb
-from medattn.utils.fileio import atomic_path, atomic_write_text
+from medattn.utils.figures import save_figure_png
+from medattn.utils.fileio import atomic_write_text
 
 #: the papers' columns, in their order (PraNet Table 1, BSANet Table 1)
 PAPER_COLUMNS = ("meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE")
@@ -173,16 +174,7 @@ def write_overlays(path: Path, results: list[dict[str, Any]], data: Path, per_pa
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     fig.tight_layout(pad=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    # a 256-colour palette keeps the committed picture small (about a third of the RGB size)
-    small_png = Image.open(buf).convert("RGB").quantize(256, dither=Image.Dither.NONE)
-    with atomic_path(path) as tmp:
-        small_png.save(tmp, format="PNG", optimize=True)
+    save_figure_png(fig, path)
 
 
 def main() -> None:

@@ -39,3 +39,20 @@ def test_mode_follows_umask_not_mkstemp(tmp_path):
         assert exe.stat().st_mode & 0o777 == 0o750
     finally:
         os.umask(old)
+
+
+def test_save_figure_png_is_a_small_palette_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from medattn.utils.figures import save_figure_png
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure_png(fig, tmp_path / "f.png")
+    assert Image.open(path).mode == "P"
+    assert not plt.fignum_exists(fig.number)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
