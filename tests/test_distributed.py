@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,11 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "medattn", "train", str(cfg_path), "--out", str(tmp_path / "ddp"), "--no-progress"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    transient = ("address already in use", "connection refused", "connection reset", "rendezvous", "timed out")
+    if proc.returncode != 0 and any(t in proc.stderr.lower() for t in transient):
+        # a launcher/socket hiccup on a busy machine, not a training result: launch once more in a fresh folder
+        shutil.rmtree(tmp_path / "ddp", ignore_errors=True)
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done: 2 epoch(s)") == 1  # only rank 0 reports
 
