@@ -37,6 +37,31 @@ from medattn.utils.fileio import atomic_write_text
 from medattn.utils.paths import shared_data_root
 
 
+def aggregate_seeds(rs: list[dict]) -> dict:
+    """One arm over seeds: mean and std of Sens@k and the FROC score, the mean curve on a common FP grid."""
+    import numpy as np
+
+    grid = np.linspace(0.0, 4.5, 91)
+    curves = []
+    for r in rs:
+        fps, sens = np.asarray(r["curve_fps"], float), np.asarray(r["curve_sensitivity"], float)
+        order = np.argsort(fps, kind="stable")
+        # sensitivity reached at <= x FPs per image: a step function, 0 before the first operating point
+        curves.append(np.interp(grid, fps[order], sens[order], left=0.0) if len(fps) else np.zeros_like(grid))
+    keys = rs[0]["sens"].keys()
+    froc = [r["froc_score"] for r in rs]
+    return {"sens": {k: float(np.mean([r["sens"][k] for r in rs])) for k in keys},
+            "sens_std": {k: float(np.std([r["sens"][k] for r in rs])) for k in keys},
+            "froc_score": float(np.mean(froc)), "froc_score_std": float(np.std(froc)), "froc_per_seed": froc,
+            "max_sensitivity": float(np.mean([r["max_sensitivity"] for r in rs])),
+            "curve_fps": grid.tolist(), "curve_sensitivity": np.mean(curves, axis=0).tolist(), "runs": rs}
+
+
+def _pm(mean: float, std: float, scale: float, unit: str, digits: int = 1) -> str:
+    text = f"{scale * mean:.{digits}f}{unit}"
+    return text if std == 0 else f"{text} ± {scale * std:.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=shared_data_root(), help="shared data root")
@@ -51,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iou", type=float, default=0.3, help="IoU at which a box hits a polyp")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--plot", type=Path, default=Path("docs/img"))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0",
+                    help="comma-separated detector seeds; each arm is trained once per seed and the table "
+                         "gives mean +- std (the training subset is fixed by the first seed)")
+    ap.add_argument("--tag", default=None, help="output name (default enhance_froc or enhance_froc_quick)")
     args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        ap.error("--seeds: give at least one seed")
     if args.quick:
         args.size, args.epochs, args.train_limit = 128, 4, args.train_limit or 300
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
@@ -60,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     split = pranet_split(args.data)
     train = split["train"]
     if args.train_limit and args.train_limit < len(train):
-        train = ratio_split(train, (args.train_limit, len(train) - args.train_limit), seed=args.seed)["train"]
+        train = ratio_split(train, (args.train_limit, len(train) - args.train_limit), seed=seeds[0])["train"]
     test = split["test_kvasir"] + split["test_clinicdb"]
     kv = load_kvasir_boxes(args.data / "kvasir-seg")
     t0 = time.monotonic()
@@ -68,32 +99,42 @@ def main(argv: list[str] | None = None) -> int:
     tr_arms = make_arms(tr.images, args.classifier, args.colorizer, arms)
     te_arms = make_arms(te.images, args.classifier, args.colorizer, arms)
     prep_s = time.monotonic() - t0
-    results = {}
-    for arm in arms:
-        t1 = time.monotonic()
-        det, hist = train_detector(tr_arms[arm], tr.boxes, epochs=args.epochs, seed=args.seed,
-                                   time_limit_s=args.minutes * 60 or None)
-        results[arm] = {**evaluate_arm(det, te_arms[arm], te.boxes, iou=args.iou), "history": hist,
-                        "train_seconds": round(time.monotonic() - t1)}
-        print(f"{arm}: " + ", ".join(f"Sens@{k} {v:.3f}" for k, v in results[arm]["sens"].items()), flush=True)
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for seed in seeds:
+        for arm in arms:
+            t1 = time.monotonic()
+            det, hist = train_detector(tr_arms[arm], tr.boxes, epochs=args.epochs, seed=seed,
+                                       time_limit_s=args.minutes * 60 or None)
+            r = {**evaluate_arm(det, te_arms[arm], te.boxes, iou=args.iou), "history": hist, "seed": seed,
+                 "train_seconds": round(time.monotonic() - t1)}
+            runs[arm].append(r)
+            print(f"seed {seed} {arm}: " + ", ".join(f"Sens@{k} {v:.3f}" for k, v in r["sens"].items())
+                  + f", FROC {r['froc_score']:.3f}", flush=True)
+    results = {arm: aggregate_seeds(rs) for arm, rs in runs.items()}
     limit = f" (at most {args.minutes:g} min)" if args.minutes else ""
     budget = (f"{args.size}px, {len(train)} training images, {args.epochs} epochs per arm{limit}, IoU >= {args.iou}, "
-              f"CPU ({os.cpu_count()} cores shared)")
-    tag = "enhance_froc_quick" if args.quick else "enhance_froc"
+              f"{len(seeds)} seed(s) per arm, CPU ({os.cpu_count()} cores shared)")
+    tag = args.tag or ("enhance_froc_quick" if args.quick else "enhance_froc")
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"budget": budget, "quick": args.quick, "size": args.size, "epochs": args.epochs,
-               "train_images": len(train), "test_images": len(test), "iou": args.iou, "arms": results,
+               "train_images": len(train), "seeds": seeds, "test_images": len(test), "iou": args.iou, "arms": results,
                "classifier": str(args.classifier), "colorizer": str(args.colorizer),
                "prep_seconds": round(prep_s), "machine": platform.machine()}
     atomic_write_text(args.out / f"{tag}.json", json.dumps(payload, indent=2) + "\n")
     names = {"gray": "RetinaNet (gray)", "color": "RetinaNet + Color", "cawe": "RetinaNet + CAWE",
              "color_cawe": "RetinaNet + Color + CAWE", "rgb": "RetinaNet (colour originals, reference)"}
-    lines = [f"Budget: {budget}.", "", "| arm | Sens@1 | Sens@2 | Sens@3 | Sens@4 | FROC score | max sens. |",
-             "|---|---|---|---|---|---|---|"]
+    multi = len(seeds) > 1
+    lines = [f"Budget: {budget}." + (" Mean ± std over seeds." if multi else ""), "",
+             "| arm | Sens@1 | Sens@2 | Sens@3 | Sens@4 | FROC score | max sens. |"
+             + (" FROC − gray, per seed |" if multi and "gray" in results else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if multi and "gray" in results else "")]
     for arm, r in results.items():
-        s = r["sens"]
-        lines.append(f"| {names.get(arm, arm)} | " + " | ".join(f"{100 * s[k]:.1f}%" for k in ("1", "2", "3", "4"))
-                     + f" | {r['froc_score']:.3f} | {100 * r['max_sensitivity']:.1f}% |")
+        cells = [_pm(r["sens"][k], r["sens_std"][k], 100, "%") for k in ("1", "2", "3", "4")]
+        cells += [_pm(r["froc_score"], r["froc_score_std"], 1, "", 3), f"{100 * r['max_sensitivity']:.1f}%"]
+        if multi and "gray" in results:
+            cells.append(" ".join(f"{a - b:+.3f}" for a, b in zip(r["froc_per_seed"], results["gray"]["froc_per_seed"],
+                                                                   strict=True)))
+        lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
     atomic_write_text(args.out / f"{tag}.md", "\n".join(lines) + "\n")
     plot_froc(results, args.plot / f"{tag}.png", f"RetinaNet FROC, PraNet test (162 images); {budget}")
     print("\n".join(lines))
