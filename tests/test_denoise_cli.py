@@ -176,13 +176,3 @@ def test_pairs_patches_are_repeatable(tmp_path) -> None:
     again = LDCTPairs([_vol("v", size=40)], "slice", settings, cache_dir=tmp_path)
     assert len(again) == 3 and again[0]["image"].shape == (1, 40, 40)
     np.testing.assert_array_equal(again.pair(0)[0], ds.pair(0)[0])
-
-
-def test_ldct_dataset_kind_is_registered_with_the_engine() -> None:
-    pytest.importorskip("medattn.training.data")
-    from medattn.denoise.train import LDCTTrainConfig, build_ldct
-    from medattn.training.data import get_dataset_builder
-
-    assert get_dataset_builder("ldct") is build_ldct
-    cfg = LDCTTrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "ldct_cadn_small.yaml")
-    assert cfg.model == "cadn_small" and cfg.patch_size == 64 and "val" not in cfg.train_roles

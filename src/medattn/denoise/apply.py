@@ -103,7 +103,7 @@ def load_denoiser(spec: str) -> tuple[Denoiser, str]:
     if info.task != "denoising":
         raise ConfigError(f"model {spec!r} is a {info.task} model, not a denoiser")
     raise ConfigError(f"no trained weights for {spec!r} ship with medattn; give a weights file "
-                      "(python -m medattn.denoise.train writes one) or 'bm3d'")
+                      "(`medattn train configs/ldct_cadn.yaml` writes one) or 'bm3d'")
 
 
 # -- files ---------------------------------------------------------------------------------------

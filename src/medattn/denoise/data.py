@@ -18,6 +18,10 @@ normalised units (``HU / 1000``).
 Splits are by *volume* (:func:`split_by_volume`): volumes sharing a ``group``
 (the same scan stored twice) always land on the same side, so no test slice
 comes from a training scan.
+
+Training (``medattn train`` with ``data.kind: ldct``, :func:`build_ldct`): the
+builder's options (:class:`LDCTDataOptions`) come from ``data.options``; see
+``configs/ldct_*.yaml`` and ``docs/denoising.md``.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medattn.errors import DatasetError, MedattnIOError
+from medattn.errors import ConfigError, DatasetError, MedattnIOError
 
 HU_MIN = -1024.0
 _SLICE_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
@@ -161,9 +166,41 @@ def pydicom_data_file(name: str) -> Path | None:
     return None
 
 
-def collection(roles: Iterable[str] | None = None, data_root: str | os.PathLike[str] | None = None
-               ) -> list[CTVolume]:
-    """The project's CT volumes (see :data:`CT_SOURCES`) with the given roles; missing ones are skipped."""
+def resample_inplane(vol: CTVolume, spacing_mm: float) -> CTVolume:
+    """``vol`` resampled in-plane to square pixels of ``spacing_mm`` (bilinear, antialiased when shrinking).
+
+    Low-dose noise depends on the pixel size (finer pixels: fewer photons per pixel,
+    grainier noise), so a denoiser should be trained on the grid it will be used on:
+    training pairs are simulated *after* resampling. The field of view is kept; HU values
+    are interpolated, never rescaled. A volume already on the grid (within 1 %) is returned as is.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if spacing_mm <= 0:
+        raise ValueError(f"spacing must be positive, got {spacing_mm}")
+    dy, dx = vol.spacing
+    if abs(dy - spacing_mm) <= 0.01 * spacing_mm and abs(dx - spacing_mm) <= 0.01 * spacing_mm:
+        return vol
+    _, h, w = vol.hu.shape
+    size = (max(1, round(h * dy / spacing_mm)), max(1, round(w * dx / spacing_mm)))
+    shrink = size[0] < h or size[1] < w
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(vol.hu, dtype=np.float32))[:, None]
+        out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    hu = np.maximum(out[:, 0].numpy(), HU_MIN).astype(np.float32)
+    meta = dict(vol.meta, original_spacing=vol.spacing)
+    return CTVolume(name=vol.name, hu=hu, spacing=(float(spacing_mm), float(spacing_mm)), source=vol.source,
+                    group=vol.group, anatomy=vol.anatomy, meta=meta)
+
+
+def collection(roles: Iterable[str] | None = None, data_root: str | os.PathLike[str] | None = None,
+               spacing: float | None = None) -> list[CTVolume]:
+    """The project's CT volumes (see :data:`CT_SOURCES`) with the given roles; missing ones are skipped.
+
+    ``spacing`` (mm) resamples every volume in-plane to that pixel size (:func:`resample_inplane`),
+    e.g. the held-out series' 0.98 mm, so training noise matches the noise at use.
+    """
     from medattn.utils.paths import shared_data_root
 
     root = Path(data_root) if data_root is not None else shared_data_root()
@@ -178,10 +215,17 @@ def collection(roles: Iterable[str] | None = None, data_root: str | os.PathLike[
             path = root / rel if root is not None else None
         if path is None or not path.exists():
             continue
-        vol = load_ct(path, name=name, group=group, anatomy=anatomy)
-        vol.meta["role"] = role
-        out.append(vol)
+        out.append(_load_with_role(path, name=name, group=group, anatomy=anatomy, role=role, spacing=spacing))
     return out
+
+
+def _load_with_role(path: str | os.PathLike[str], *, name: str | None, group: str | None, anatomy: str, role: str,
+                    spacing: float | None) -> CTVolume:
+    vol = load_ct(path, name=name, group=group, anatomy=anatomy)
+    if spacing is not None:
+        vol = resample_inplane(vol, spacing)
+    vol.meta["role"] = role
+    return vol
 
 
 def split_by_volume(volumes: Sequence[CTVolume], test: Iterable[str] = (), val: Iterable[str] = (),
@@ -337,6 +381,10 @@ class LDCTPairs:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def set_random_state(self, seed: int) -> None:
+        """New patch positions for an epoch: the engine calls this with the epoch's seed."""
+        self.set_epoch(seed)
+
     def __len__(self) -> int:
         return self.patches_per_epoch if self.mode == "patch" else len(self.index)
 
@@ -372,3 +420,136 @@ class LDCTPairs:
             "target": torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32)[None] / HU_SCALE),
             "id": sid,
         }
+
+
+# -- training with the engine (``medattn train``, ``data.kind: ldct``) ----------------------------
+
+
+class VolumeSpec(BaseModel):
+    """One CT volume of ``data.options.volumes`` (instead of the project's collection)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(description="DICOM series folder, DICOM/NIfTI file or folder of HU slices")
+    role: str = Field("target", description="matched against train_roles / val_roles")
+    anatomy: str = ""
+    name: str | None = Field(None, description="default: the file or folder name")
+    group: str | None = Field(None, description="scan identity (default: the name); never split apart")
+
+
+class LDCTDataOptions(BaseModel):
+    """``data.options`` of ``data.kind: ldct`` (every default here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_roles: list[str] = Field(default_factory=lambda: ["pretrain", "target"],
+                                   description="roles of the training volumes (CT_SOURCES or volumes)")
+    val_roles: list[str] = Field(default_factory=lambda: ["val"], description="roles of the validation volumes "
+                                                                                  "(full slices; [] = none)")
+    dose: float = Field(0.25, gt=0.0, le=1.0, description="simulated dose fraction")
+    i0: float = Field(2.0e6, gt=0.0, description="incident photons per ray at full dose")
+    patch_size: int = Field(64, ge=8, description="training patch side (also the card's input size)")
+    patches_per_epoch: int = Field(2048, ge=1, description="random patches per epoch (= one epoch's length)")
+    slice_step: int = Field(2, ge=1, description="use every n-th slice")
+    min_slice_size: int = Field(0, ge=0, description="skip slices smaller than this on either side")
+    spacing: float | None = Field(None, gt=0.0, description="resample volumes in-plane to this pixel size (mm) "
+                                                            "before simulating (the grid the model will be used on)")
+    cache_dir: Path | None = Field(Path("runs/ldct_cache"), description="simulated slices kept as .npy "
+                                                                         "(null = memory only)")
+    data_root: Path | None = Field(None, description="root of CT_SOURCES (default: ../shared/data)")
+    volumes: list[VolumeSpec] | None = Field(None, description="your own CT volumes instead of CT_SOURCES")
+    seed: int = Field(0, description="seed of the simulated noise (fixed, so the cache is shared between runs)")
+    window: tuple[float, float] = Field((40.0, 400.0), description="HU window (center, width) of val_psnr")
+
+
+#: losses that make sense for image-to-image training
+RESTORATION_LOSSES = ("mse", "l1", "ssim")
+
+
+def ct_window_scores(window: tuple[float, float] = (40.0, 400.0)) -> Any:
+    """Per-sample validation scores on normalised HU (``HU / 1000``) tensors.
+
+    ``psnr``: in the HU ``window`` (both images clipped to it, its width as the range, as
+    :func:`medattn.metrics.psnr` with ``window``); ``rmse_hu``: over the whole image, in HU.
+    """
+    import torch
+
+    from medattn.models.ldct_denoisers import HU_SCALE
+
+    center, width = window
+    lo, hi = (center - width / 2) / HU_SCALE, (center + width / 2) / HU_SCALE
+
+    def scores(outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, tgt = outputs.float(), target.float()
+        mse_w = ((out.clamp(lo, hi) - tgt.clamp(lo, hi)) ** 2).flatten(1).mean(1)
+        rmse = ((out - tgt) ** 2).flatten(1).mean(1).sqrt() * HU_SCALE
+        return {"psnr": 10 * torch.log10((hi - lo) ** 2 / mse_w.clamp_min(1e-12)), "rmse_hu": rmse}
+
+    return scores
+
+
+def ldct_options(options: dict[str, Any]) -> LDCTDataOptions:
+    """Validate ``data.options`` (one-line :class:`ConfigError` naming the setting)."""
+    from medattn.training.config import condense
+
+    try:
+        return LDCTDataOptions.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigError(condense(exc, prefix="data.options.")) from None
+
+
+def _role_volumes(o: LDCTDataOptions, roles: Sequence[str]) -> list[CTVolume]:
+    if o.volumes is None:
+        return collection(roles, o.data_root, spacing=o.spacing)
+    return [_load_with_role(v.path, name=v.name, group=v.group, anatomy=v.anatomy, role=v.role, spacing=o.spacing)
+            for v in o.volumes if v.role in roles]
+
+
+def build_ldct(cfg: Any) -> Any:
+    """``data.kind: ldct``: simulated (low-dose, normal-dose) pairs for a denoiser.
+
+    Training: ``patches_per_epoch`` random ``patch_size`` patches per epoch (new positions
+    every epoch), validation: the full slices of the ``val_roles`` volumes, one at a time,
+    scored by :func:`ct_window_scores` (``val_psnr`` in the HU window, ``val_rmse_hu``).
+    The cards record the input size (= the patch size), the ``HU / 1000`` normalisation
+    and the volumes used.
+    """
+    import sys
+
+    from medattn.models import model_info
+    from medattn.training.data import DataBundle
+
+    o = ldct_options(cfg.data.options)
+    info = model_info(cfg.model.name)
+    if info.task != "denoising":
+        raise ConfigError(f"data.kind ldct trains denoisers; model.name {cfg.model.name!r} is a {info.task} model")
+    if cfg.loss.name not in RESTORATION_LOSSES:
+        raise ConfigError(f"data.kind ldct: loss.name {cfg.loss.name!r} is not an image-to-image loss; "
+                          f"use {' | '.join(RESTORATION_LOSSES)} (the denoisers are trained with mse)")
+    if o.volumes is not None:
+        for v in o.volumes:
+            if not v.path.exists():
+                raise ConfigError(f"data.options.volumes: {v.path}: no such file or folder")
+    settings = SimulationSettings(dose=o.dose, i0=o.i0)
+    train_vols = _role_volumes(o, o.train_roles)
+    if not train_vols:
+        where = "data.options.volumes" if o.volumes is not None else "CT_SOURCES (is ../shared/data there?)"
+        raise ConfigError(f"data.options.train_roles: no CT volume with roles {o.train_roles} in {where}")
+    val_vols = _role_volumes(o, o.val_roles) if o.val_roles else []
+    overlap = {v.group for v in train_vols} & {v.group for v in val_vols}
+    if overlap:
+        raise ConfigError(f"data.options: scans {sorted(overlap)} are in both training and validation")
+    progress = sys.stderr.isatty()
+    train = LDCTPairs(train_vols, "patch", settings, seed=o.seed, patch_size=o.patch_size,
+                      patches_per_epoch=o.patches_per_epoch, slice_step=o.slice_step, cache_dir=o.cache_dir,
+                      min_size=o.min_slice_size)
+    train.prepare(progress=progress)
+    val = None
+    if val_vols:
+        val = LDCTPairs(val_vols, "slice", settings, seed=o.seed, cache_dir=o.cache_dir)
+        val.prepare(progress=progress)
+    card = {"normalisation": "HU / 1000", "predicts": "clean image (residual: input - noise)",
+            "simulation": {"dose": o.dose, "i0": o.i0, "spacing_mm": o.spacing},
+            "volumes": {"train": [v.name for v in train_vols], "val": [v.name for v in val_vols]}}
+    return DataBundle(train=train, val=val, target_key="target", val_batch_size=1,
+                      scores=ct_window_scores(o.window), input_size=(o.patch_size, o.patch_size), card=card)

@@ -58,10 +58,11 @@ def model_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def _build_and_load(name: str, options: dict[str, Any], state: dict[str, Any], source: str | os.PathLike[str]):
-    from medattn.models.registry import create
+def check_state_fits(model: Any, state: dict[str, Any], what: str, source: str | os.PathLike[str]) -> None:
+    """Raise a :class:`ConfigError` naming ``source`` unless ``state`` has exactly ``model``'s keys and shapes.
 
-    model = create(name, **options)
+    ``what`` describes the model in the message (e.g. ``model 'cadn' with options {...}``).
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -70,13 +71,51 @@ def _build_and_load(name: str, options: dict[str, Any], state: dict[str, Any], s
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
-        parts = [f"{len(keys)} {what}: {show(keys)}" for what, keys in
+        parts = [f"{len(keys)} {kind}: {show(keys)}" for kind, keys in
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
                  if keys]
-        raise ConfigError(f"{os.fspath(source)}: weights do not fit model {name!r} "
-                          f"with options {options}: " + "; ".join(parts))
+        raise ConfigError(f"{os.fspath(source)}: weights do not fit {what}: " + "; ".join(parts))
+
+
+def _build_and_load(name: str, options: dict[str, Any], state: dict[str, Any], source: str | os.PathLike[str]):
+    from medattn.models.registry import create
+
+    model = create(name, **options)
+    check_state_fits(model, state, f"model {name!r} with options {options}", source)
     model.load_state_dict(state)
     return model.eval()
+
+
+def resolve_weights(spec: str | os.PathLike[str]) -> Path:
+    """The ``.safetensors`` file named by ``spec``: a path (with its JSON card beside it) or a bundled model name."""
+    path = Path(spec)
+    if path.suffix == ".safetensors" or path.exists():
+        if not path.is_file():
+            raise MedattnIOError(path, "weights file not found")
+        if path.suffix != ".safetensors":
+            raise MedattnIOError(path, "give a .safetensors file with its JSON card (as `medattn train` writes)")
+        return path
+    bundled = bundled_weights(str(spec))
+    if bundled is None:
+        raise ConfigError(f"{spec}: neither a .safetensors file nor a bundled model name "
+                          f"(bundled: {', '.join(sorted(p.stem for p in WEIGHTS_DIR.glob('*.safetensors'))) or 'none'})")
+    return bundled
+
+
+def load_weights_into(model: Any, spec: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """Load the weights named by ``spec`` (:func:`resolve_weights`) into ``model`` (registry ``name``), strictly.
+
+    The card's model name must be ``name`` and every key and shape must match, else a
+    :class:`ConfigError` naming the file. Returns the card.
+    """
+    path = resolve_weights(spec)
+    card = model_card(path)
+    if card["model"] != name:
+        raise ConfigError(f"{path}: the weights are for model {card['model']!r}, not {name!r}")
+    state = _load_safetensors(path)
+    check_state_fits(model, state, f"model {name!r} built from the config", path)
+    model.load_state_dict(state)
+    return card
 
 
 def _load_safetensors(path: Path) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class ModelConfig(_Section):
     name: str = Field("unet", description="registry name")
     options: dict[str, Any] = Field(default_factory=dict, description="builder options over the registry defaults")
     num_classes: int = Field(1, ge=1, description="output channels (1 = binary, sigmoid)")
+    init: str | None = Field(None, description="start from these weights: a .safetensors file with its JSON card "
+                                               "(e.g. another run's best.safetensors) or a bundled model name; "
+                                               "ignored by --resume")
 
     @field_validator("name")
     @classmethod
@@ -279,14 +282,21 @@ def build_config(tree: dict[str, Any], source: str = "config", check_paths: bool
         cfg.data.split.file = cfg.data.split.file.expanduser().resolve()
     if cfg.out_dir is not None:
         cfg.out_dir = cfg.out_dir.expanduser().resolve()
+    if cfg.model.init is not None and Path(cfg.model.init).expanduser().exists():
+        cfg.model.init = str(Path(cfg.model.init).expanduser().resolve())
     if check_paths:
         check_config_paths(cfg, source)
     return cfg
 
 
 def check_config_paths(cfg: Config, source: str = "config") -> None:
-    """Every dataset path must exist (one line naming the setting and the path)."""
-    if not cfg.data.root and cfg.data.split.kind != "file":
+    """Every dataset path must exist (one line naming the setting and the path).
+
+    Builders other than ``segmentation`` read their own inputs (``data.options``), so
+    ``data.root`` may then be empty. ``model.init`` is checked when a fresh run starts
+    (a resumed run does not need it).
+    """
+    if not cfg.data.root and cfg.data.split.kind != "file" and cfg.data.kind == "segmentation":
         raise ConfigError(f"{source}: data.root: no dataset folder given")
     for p in cfg.data.root:
         if not p.exists():

@@ -12,6 +12,8 @@ own without touching the trainer::
 
 The module defining the builder must be imported before training; ``data.kind`` may
 also be an import path ``"package.module:function"``, which is imported on demand.
+The package's own builders outside this module (:data:`BUILTIN_BUILDERS`, e.g. ``ldct``)
+are imported on first use.
 """
 
 from __future__ import annotations
@@ -35,15 +37,27 @@ class DataBundle:
         val: validation Dataset (or None: no validation, best = last).
         target_key: key of the training target in the items (``mask`` / ``target``).
         split: the sample lists per part (saved as ``split.json`` in the run, read by ``medattn evaluate --split``).
+        val_batch_size: validation batch (None = ``train.batch_size``); 1 for items of different sizes.
+        scores: per-sample validation scores ``(outputs, target) -> {name: (N,) tensor}`` replacing
+            the task's default (``val_`` is prefixed), e.g. PSNR in a CT window.
+        input_size: ``(H, W)`` recorded in the checkpoint cards (None = ``data.input_size``).
+        card: extra fields for the checkpoint cards (e.g. the intensity normalisation).
     """
 
     train: Any
     val: Any | None = None
     target_key: str = "mask"
     split: dict[str, list[Any]] = field(default_factory=dict)
+    val_batch_size: int | None = None
+    scores: Callable[[Any, Any], dict[str, Any]] | None = None
+    input_size: tuple[int, int] | None = None
+    card: dict[str, Any] = field(default_factory=dict)
 
 
 _BUILDERS: dict[str, Callable[[Config], DataBundle]] = {}
+
+#: builders of other medattn modules, imported when first asked for
+BUILTIN_BUILDERS = {"ldct": "medattn.denoise.data:build_ldct"}
 
 
 def register_dataset_builder(kind: str) -> Callable[[Callable[[Config], DataBundle]], Callable[[Config], DataBundle]]:
@@ -60,15 +74,17 @@ def get_dataset_builder(kind: str) -> Callable[[Config], DataBundle]:
     """The builder registered as ``kind``, or the function named by ``"module:function"``."""
     if kind in _BUILDERS:
         return _BUILDERS[kind]
+    kind = BUILTIN_BUILDERS.get(kind, kind)
     if ":" in kind:
         module, _, attr = kind.partition(":")
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"data.kind: cannot import {kind!r} ({exc})") from None
-    close = difflib.get_close_matches(kind, _BUILDERS, n=3)
+    known = sorted({*_BUILDERS, *BUILTIN_BUILDERS})
+    close = difflib.get_close_matches(kind, known, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ConfigError(f"data.kind: unknown dataset kind {kind!r}{hint}; known: {', '.join(sorted(_BUILDERS))} "
+    raise ConfigError(f"data.kind: unknown dataset kind {kind!r}{hint}; known: {', '.join(known)} "
                       "or 'package.module:function'")
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medattn.errors import ConfigError
+from medattn.errors import ConfigError, MedattnIOError
 from medattn.training import distributed as D
 from medattn.training.checkpoint import (
     STATE_FILE,
@@ -223,7 +223,9 @@ class Trainer:
         return loss
 
     def scores(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-sample validation scores (``val_`` is prefixed)."""
+        """Per-sample validation scores (``val_`` is prefixed): the data bundle's, else the task's."""
+        if getattr(self, "bundle_scores", None) is not None:
+            return self.bundle_scores(outputs, target)
         if self.task == "segmentation":
             return segmentation_scores(outputs, target)
         return restoration_scores(outputs, target)
@@ -293,13 +295,25 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(tc.seed)
+        if cfg.model.init is not None and not self.resume:  # fail before the (possibly slow) data building
+            from medattn.models.hub import load_weights_into, resolve_weights
+
+            try:
+                resolve_weights(cfg.model.init)
+            except (MedattnIOError, ConfigError) as exc:
+                raise ConfigError(f"model.init: {exc}") from None
 
         bundle: DataBundle = get_dataset_builder(cfg.data.kind)(cfg)
+        self.bundle_scores = bundle.scores
         model, options, self.task = self.build_model()
+        if cfg.model.init is not None and not self.resume:  # a resumed run continues from state.pt instead
+            load_weights_into(model, cfg.model.init, cfg.model.name)
+        n_params = sum(p.numel() for p in model.parameters())
         model.to(dist.device)
         self.loss_fn = self.build_loss()
         train_loader = self._loader(bundle.train, tc.batch_size // dist.world_size, train=True)
-        val_loader = self._loader(bundle.val, tc.batch_size // dist.world_size, train=False) if bundle.val else None
+        val_batch = bundle.val_batch_size or tc.batch_size // dist.world_size
+        val_loader = self._loader(bundle.val, val_batch, train=False) if bundle.val else None
         steps = len(train_loader) if tc.max_steps_per_epoch is None else min(len(train_loader), tc.max_steps_per_epoch)
         if steps == 0:
             raise ConfigError(f"no training batches: {len(bundle.train)} samples, batch {tc.batch_size}"
@@ -337,10 +351,15 @@ class Trainer:
         result = TrainResult(run_dir=self.run_dir, history=history, monitor=monitor, best=best, best_epoch=best_epoch,
                              epochs_done=start)
 
+        input_size = tuple(bundle.input_size or cfg.data.input_size)
+        extra = {"params": n_params, **bundle.card}
+        if cfg.model.init is not None:
+            extra["init"] = cfg.model.init
+
         def card_kwargs(epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
             return {"name": cfg.model.name, "options": options, "task": self.task,
-                    "input_size": tuple(cfg.data.input_size), "epoch": epoch, "metrics": metrics,
-                    "config": cfg.dump(), "version": version}
+                    "input_size": input_size, "epoch": epoch, "metrics": metrics,
+                    "config": cfg.dump(), "version": version, "extra": extra}
 
         from rich.console import Console
         from rich.progress import (
