@@ -16,26 +16,28 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from medattn.data import discover, pranet_split, ratio_split
 from medattn.enhance.classifier import (
     auc,
     build_crops,
     localisation_scores,
     predict_crops,
     train_classifier,
+    weak_label_split,
     whole_image_size,
 )
 from medattn.utils.fileio import atomic_write_text
 from medattn.utils.paths import shared_data_root
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also read by scripts/bundle_model.py to describe a bundled classifier)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=shared_data_root(), help="shared data root")
     ap.add_argument("--run", type=Path, default=Path("runs/cawe"), help="where the classifier is written")
@@ -49,17 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="training time limit")
     ap.add_argument("--limit", type=int, default=0, help="use only N training images (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
-    split = pranet_split(args.data)
-    ph2 = ratio_split(discover(args.data / "ph2").samples, (0.8, 0.2), seed=args.seed)
-    ph2_train, ph2_test = ph2["train"], ph2["val"]
-    pool = split["train"] + ph2_train
-    if args.limit:
-        pool = ratio_split(pool, (args.limit, len(pool) - args.limit), seed=args.seed)["train"]
-    parts = ratio_split(pool, (0.9, 0.1), seed=args.seed)
+    parts = weak_label_split(args.data, args.limit, args.seed)
     tr, va = parts["train"], parts["val"]
-    test = split["test_kvasir"] + split["test_clinicdb"] + ph2_test
+    test = parts["test_kvasir"] + parts["test_clinicdb"] + parts["test_ph2"]
     t0 = time.monotonic()
     train_set, val_set = build_crops(tr, args.crop), build_crops(va, args.crop)
     test_set = build_crops(test, args.crop)
@@ -73,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     probs = predict_crops(res.model, test_set)
     size = whole_image_size(args.crop, 0.5)
     per_set = {}
-    for name, samples in (("kvasir", split["test_kvasir"]), ("clinicdb", split["test_clinicdb"]), ("ph2", ph2_test)):
+    for name in ("kvasir", "clinicdb", "ph2"):
+        samples = parts[f"test_{name}"]
         per_set[name] = localisation_scores(res.model, samples, size=size)
     result = {
+        "command": shlex.join(["python", "benchmarks/enhance_cawe.py", *(sys.argv[1:] if argv is None else argv)]),
+        "run": str(args.run),
         "classifier": {"backbone": args.backbone, "width": args.width if args.backbone == "resnet18" else None,
                        "pretrained": args.pretrained, "lr": args.lr, "crop": args.crop,
                        "params": sum(p.numel() for p in res.model.parameters()),

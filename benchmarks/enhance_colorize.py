@@ -14,25 +14,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medattn.data import pranet_split
-from medattn.enhance.colorize import colorize, load_colour_images, panel, train_gan
+from medattn.enhance.colorize import (
+    colorization_scores,
+    colour_test_samples,
+    colour_training_paths,
+    load_colour_images,
+    panel,
+    train_gan,
+)
 from medattn.io import write_image
 from medattn.utils.fileio import atomic_write_text
 from medattn.utils.paths import shared_data_root
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also read by scripts/bundle_model.py to describe a bundled colorizer)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=shared_data_root(), help="shared data root")
     ap.add_argument("--run", type=Path, default=Path("runs/colorizer"), help="where the generator is written")
@@ -44,26 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="training time limit")
     ap.add_argument("--limit", type=int, default=0, help="use only N training images (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "2"))))
-    split = pranet_split(args.data)
-    isic = sorted((args.data / "isic2017-unlabeled").rglob("*.jpg"))
-    paths = isic + [s.image for s in split["train"]]
-    if args.limit:
-        paths = [paths[i] for i in np.random.default_rng(args.seed).permutation(len(paths))[: args.limit]]
-    images = load_colour_images(paths, args.size)
+    images = load_colour_images(colour_training_paths(args.data, args.limit, args.seed), args.size)
+    t0 = time.monotonic()
     res = train_gan(images, steps=args.steps, batch=args.batch, time_limit_s=args.minutes * 60, run_dir=args.run,
                     seed=args.seed)
-    test = split["test_kvasir"][:40] + split["test_clinicdb"][:24]
+    train_s = time.monotonic() - t0
+    test = colour_test_samples(args.data)
     held = load_colour_images([s.image for s in test], args.size * 2, progress=False)
-    gray = np.rint(held.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    col = np.stack([colorize(res.generator, g, size=args.size) for g in gray])
-    base = np.repeat(gray[..., None], 3, axis=3)
-    result = {"steps": res.steps, "train_images": len(images), "size": args.size, "held_out_images": len(test),
-              "l1_colorized": float(np.abs(col.astype(float) - held).mean() / 255),
-              "l1_gray": float(np.abs(base.astype(float) - held).mean() / 255),
-              "psnr_colorized": float(np.mean([_psnr(c, h) for c, h in zip(col, held, strict=True)])),
-              "psnr_gray": float(np.mean([_psnr(b, h) for b, h in zip(base, held, strict=True)])),
+    scores, gray, col = colorization_scores(res.generator, held, size=args.size)
+    result = {"command": shlex.join(["python", "benchmarks/enhance_colorize.py",
+                                     *(sys.argv[1:] if argv is None else argv)]),
+              "run": str(args.run), "steps": res.steps, "train_seconds": round(train_s, 1),
+              "train_images": len(images), "size": args.size, "held_out_images": len(test), **scores,
               "history": res.history}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "enhance_colorize.json", json.dumps(result, indent=2) + "\n")

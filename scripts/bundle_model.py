@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bundle_model.py runs/polyp-bsanet bsanet-polyp
     .venv/bin/python scripts/bundle_model.py runs/ph2-hlfnet-pretrained-f0 hlfnet-skin --checkpoint last
+    .venv/bin/python scripts/bundle_model.py runs/cawe_mnv2 cawe-lesion --command "python benchmarks/enhance_cawe.py ..."
 
 The card (``<name>.json``) holds the model, its options (options naming files outside the
 package, such as ``encoder_pretrained``, are set to None: the trained weights replace
@@ -12,6 +13,15 @@ version and the SHA-256 of the weights. Weights are stored in fp32 unless ``--fp
 given and the test metrics are unchanged. The bundle is then checked in a fresh Python
 process: ``medattn.inference.load_model(name)`` must predict what the run's checkpoint
 predicts on ``samples/kvasir`` (max abs difference of the probabilities <= 1e-5).
+
+Runs of the enhancement benchmarks (a ``lesion_classifier`` from ``benchmarks/enhance_cawe.py``,
+a ``colorizer`` from ``benchmarks/enhance_colorize.py``) have no ``config.yaml``: their card is
+built from the run's own card, the benchmark's results JSON (held-out metrics: CAWE pointing
+game / energy, colorization L1 / PSNR against gray) and the command that trained the run
+(``--command``, or the ``command`` the benchmark recorded in its results). The command is
+parsed with the benchmark's own argument parser and must agree with the results (same run
+folder, same settings, same training history), so the card cannot pair a model with another
+run's numbers. The fresh-process check compares the raw network outputs on ``samples/kvasir``.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
+import inspect
 import json
 import platform
 import shlex
@@ -30,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from medattn.inference import load_model
+from medattn.inference import LoadedModel, load_model
 from medattn.models.hub import WEIGHTS_DIR, save_bundled
 from medattn.utils.fileio import atomic_write_text
 
@@ -50,6 +62,27 @@ a = predict_batch(load_model(name), imgs)
 b = predict_batch(load_model(ref), imgs)
 print(json.dumps(max(float(np.abs(x.prob - y.prob).max()) for x, y in zip(a, b))))
 """
+
+#: for models that do not segment: the raw outputs on the samples, gray (or RGB) at 128 x 128
+CHECK_OUTPUTS = """
+import json, sys, numpy as np, torch
+from pathlib import Path
+from medattn.enhance._images import resize
+from medattn.inference import load_model
+from medattn.io import read_rgb, rgb_to_gray
+name, ref = sys.argv[1], sys.argv[2]
+a, b = load_model(name), load_model(ref)
+imgs = [read_rgb(p) for p in sorted(Path("samples/kvasir/images").iterdir())]
+imgs = [resize(i if a.in_channels == 3 else rgb_to_gray(i), (128, 128)) for i in imgs]
+x = torch.from_numpy(np.stack(imgs)).float().div(255)
+x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+with torch.no_grad():
+    print(json.dumps(float((a.model(x) - b.model(x)).abs().max())))
+"""
+
+#: registry model -> the benchmark script that trains and scores it (no `medattn train` run)
+ENHANCEMENT_BENCHMARKS = {"lesion_classifier": "benchmarks/enhance_cawe.py",
+                          "colorizer": "benchmarks/enhance_colorize.py"}
 
 
 def sha256(path: Path) -> str:
@@ -118,36 +151,19 @@ def describe_split(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="run folder of `medattn train`")
-    ap.add_argument("name", help="bundled name, e.g. bsanet-polyp")
-    ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    ap.add_argument("--fp16", action="store_true", help="store weights as float16 (check the metrics!)")
-    ap.add_argument("--folder", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--summary", default="", help="one line shown by `medattn models`")
-    args = ap.parse_args()
-
-    run = args.run
-    lm = load_model(run / f"{args.checkpoint}.safetensors")
+def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
+    """Card fields of a `medattn train` run (config.yaml, history.csv, split.json, evaluation caches)."""
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    run_card = json.loads((run / f"{args.checkpoint}.json").read_text(encoding="utf-8"))
-    options = {k: (None if k in FILE_OPTIONS else v) for k, v in run_card["options"].items()}
-    model = lm.model
-    if args.fp16:
-        model = model.half()
     seconds, epochs = 0.0, 0
     with (run / "history.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             seconds, epochs = seconds + float(row["seconds"]), max(epochs, int(row["epoch"]))
-    card = {
-        "model": run_card["model"],
+    return {
         "task": run_card.get("task", "segmentation"),
         "input_size": run_card["input_size"],
         "data": {"root": [rel(r) for r in cfg["data"]["root"]], "split": cfg["data"]["split"], "augment": cfg["data"]["augment"],
                  "in_channels": cfg["data"]["in_channels"]},
         "split": describe_split(run, cfg),
-        "summary": args.summary,
         "epochs": epochs,
         "checkpoint": {"tag": args.checkpoint, "epoch": run_card.get("epoch"),
                        "selected_on": "val_dice (validation part of the split)" if args.checkpoint == "best"
@@ -163,10 +179,226 @@ def main() -> None:
                         + (" --fp16" if args.fp16 else ""),
         "pretraining_commands": {k: train_command(Path(v).parent) for k, v in cfg["model"]["options"].items()
                                  if k in FILE_OPTIONS and isinstance(v, str) and train_command(Path(v).parent)},
+    }
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {path}: cannot read ({exc})") from None
+
+
+def benchmark_args(command: str, script: str) -> argparse.Namespace:
+    """The arguments of ``command`` as ``script``'s own parser (its ``build_parser``) reads them."""
+    words = shlex.split(command)
+    at = [i for i, w in enumerate(words) if Path(w).as_posix().endswith(script)]
+    if not at:
+        raise SystemExit(f"error: the command does not run {script}: {command}")
+    path = Path(__file__).resolve().parent.parent / script
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"error: {path}: cannot import the benchmark")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser().parse_args(words[at[0] + 1:])
+
+
+def agree(what: str, recorded: Any, expected: Any, source: Path) -> None:
+    """Stop when the results file and the run / command disagree (the card would mix two runs)."""
+    if recorded != expected:
+        raise SystemExit(f"error: {source}: {what} is {recorded!r} there but {expected!r} for this run/command; "
+                         "these results were not produced by this run")
+
+
+def check_run_folder(run: Path, bargs: argparse.Namespace, results: dict[str, Any], source: Path) -> None:
+    """The command must train into ``run`` and (when the results record it) the results must come from it."""
+    if Path(bargs.run).resolve() != run.resolve():
+        raise SystemExit(f"error: the command trains into {bargs.run} (its --run), not {run}")
+    if "run" in results:
+        agree("the run folder", Path(results["run"]).resolve(), run.resolve(), source)
+
+
+def recorded_command(run_card: dict[str, Any]) -> str | None:
+    """The command an enhancement benchmark recorded in its default results file (newer runs only)."""
+    name = (f"enhance_cawe_{run_card['options']['backbone']}.json" if run_card["model"] == "lesion_classifier"
+            else "enhance_colorize.json")
+    path = Path("benchmarks/results") / name
+    return read_json(path).get("command") if path.is_file() else None
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def classifier_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any], command: str) -> dict[str, Any]:
+    """Card fields of a lesion classifier trained by benchmarks/enhance_cawe.py (CAWE scores on held-out images)."""
+    from medattn.enhance.classifier import POS_FRACTION, train_classifier, weak_label_split
+
+    bargs = benchmark_args(command, ENHANCEMENT_BENCHMARKS["lesion_classifier"])
+    source = Path(bargs.out) / f"enhance_cawe_{bargs.backbone}.json"
+    res = read_json(source)
+    clf = res["classifier"]
+    check_run_folder(run, bargs, res, source)
+    for key in ("backbone", "lr", "crop", "pretrained"):
+        agree(f"classifier.{key}", clf[key], getattr(bargs, key), source)
+    agree("classifier.width", clf["width"], bargs.width if bargs.backbone == "resnet18" else None, source)
+    agree("the training history", res["history"], run_card["history"], source)
+    agree("the best epoch", clf["best_epoch"], run_card["epoch"], source)
+    if bargs.data is None:
+        raise SystemExit("error: ../shared/data is needed to describe the split (set MEDATTN_DATA)")
+    parts = weak_label_split(bargs.data, bargs.limit, bargs.seed)
+    defaults = inspect.signature(train_classifier).parameters
+    limit_s = bargs.minutes * 60
+    return {
+        "task": "classification",
+        "input_size": run_card["input_size"],
+        "whole_image_size": res["whole_image_size"],
+        "data": {"root": [rel(Path(bargs.data) / d) for d in ("kvasir-seg", "cvc-clinicdb", "ph2")],
+                 "in_channels": run_card["options"]["in_channels"],
+                 "labels": "image-level only: a 3x3 lattice of square crops of half the image's short side; "
+                           f"lesion when the mask covers >= {POS_FRACTION:.0%} of a crop, background when it holds "
+                           "no mask pixel, dropped in between (medattn.enhance.classifier.crops_of)",
+                 "crops": res["crops"],
+                 "augment": ["horizontal and vertical flips", "90-degree turns", "brightness gain in [0.9, 1.1]"]},
+        "split": {"protocol": "medattn.enhance.classifier.weak_label_split", "seed": bargs.seed, "limit": bargs.limit,
+                  "train_pool": "PraNet training split of Kvasir-SEG + CVC-ClinicDB and a seeded 80 % of PH2; "
+                                "`limit` images drawn from it, 10 % of them (by image) for early stopping",
+                  "held_out": "the PraNet test images (100 Kvasir-SEG, 62 CVC-ClinicDB) and the other 20 % of PH2",
+                  "counts": {k: len(v) for k, v in parts.items()},
+                  "held_out_ph2_ids": [s.id for s in parts["test_ph2"]]},
+        "epochs": clf["epochs_run"],
+        "checkpoint": {"tag": args.checkpoint, "epoch": run_card["epoch"],
+                       "selected_on": "lowest validation loss on the crops of the early-stopping images"},
+        "training": {"optimizer": "Adam", "lr": bargs.lr, "batch_size": defaults["batch"].default,
+                     "patience": defaults["patience"].default, "precision": "fp32", "seed": bargs.seed,
+                     "loss": "BCE, lesion crops weighted by background / lesion count",
+                     "epochs_requested": bargs.epochs, "time_limit_minutes": bargs.minutes,
+                     "initial_options": {"pretrained": bargs.pretrained},
+                     **({"note": f"the {bargs.minutes:g}-minute limit was reached ({clf['train_seconds']} s): "
+                                 "the last epoch may be partial"} if clf["train_seconds"] > limit_s else {})},
+        "wall_clock_seconds": clf["train_seconds"],
+        "hardware": f"{HARDWARE} ({res['machine']}, shared with other jobs)",
+        "metrics": {"source": rel(source), "checkpoint": args.checkpoint,
+                    "definitions": {"pointing": "share of held-out images where the CAWE map's maximum lies in the "
+                                                "lesion mask (pointing game)",
+                                    "energy": "share of the CAWE map's mass inside the mask",
+                                    "*_chance": "the same for a uniform map: the mask's area fraction",
+                                    "crop_auc": "ROC AUC of the lesion probability on the held-out images' crops"},
+                    "test": {"crop_auc": round(res["test_crop_auc"], 4),
+                             "crop_accuracy": round(res["test_crop_accuracy"], 4),
+                             "crops": res["crops"]["test"], "whole_image_size": res["whole_image_size"],
+                             "localisation": {k: _rounded(v) for k, v in res["localisation"].items()}}},
+        "command": command,
+    }
+
+
+def colorizer_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any], command: str) -> dict[str, Any]:
+    """Card fields of a colorization generator trained by benchmarks/enhance_colorize.py (L1 / PSNR vs gray)."""
+    from medattn.enhance.colorize import colour_test_samples, colour_training_paths, train_gan
+
+    bargs = benchmark_args(command, ENHANCEMENT_BENCHMARKS["colorizer"])
+    source = Path(bargs.out) / "enhance_colorize.json"
+    res = read_json(source)
+    check_run_folder(run, bargs, res, source)
+    agree("size", res["size"], bargs.size, source)
+    agree("steps", res["steps"], run_card["steps"], source)
+    agree("the training history", res["history"], run_card["history"], source)
+    if bargs.data is None:
+        raise SystemExit("error: ../shared/data is needed to describe the training images (set MEDATTN_DATA)")
+    paths = colour_training_paths(bargs.data, bargs.limit, bargs.seed)
+    agree("train_images", res["train_images"], len(paths), source)
+    isic = sum("isic2017-unlabeled" in Path(p).parts for p in paths)
+    defaults = inspect.signature(train_gan).parameters
+    steps, limit_s = res["steps"], bargs.minutes * 60
+    if "train_seconds" in res:
+        seconds, note = res["train_seconds"], None
+    elif steps < bargs.steps:  # stopped by the time limit, checked after each step
+        seconds = limit_s
+        note = (f"older results without train_seconds: the {bargs.minutes:g}-minute limit stopped training at "
+                f"step {steps} (limit checked after each step; {res['history'][-1]['seconds']:.1f} s at step "
+                f"{res['history'][-1]['step']})")
+    else:
+        seconds, note = res["history"][-1]["seconds"], "time of the last logged step"
+    held = colour_test_samples(bargs.data)
+    agree("held_out_images", res["held_out_images"], len(held), source)
+    return {
+        "task": "colorization",
+        "input_size": [bargs.size, bargs.size],
+        "data": {"root": [rel(Path(bargs.data) / d) for d in ("isic2017-unlabeled", "kvasir-seg", "cvc-clinicdb")],
+                 "in_channels": 1,
+                 "images": {"total": len(paths), "isic2017-unlabeled (dermoscopy)": isic,
+                            "PraNet training split (colonoscopy)": len(paths) - isic},
+                 "preprocessing": f"centre-cropped to a square, resized to {bargs.size} px; input = gray "
+                                  "(ITU-R 601 weights), target = the colour image",
+                 "augment": ["horizontal flip"]},
+        "split": {"protocol": "medattn.enhance.colorize.colour_training_paths / colour_test_samples",
+                  "seed": bargs.seed, "limit": bargs.limit,
+                  "held_out": "the first 40 Kvasir-SEG and the first 24 CVC-ClinicDB PraNet test images",
+                  "held_out_ids": [s.id for s in held]},
+        "epochs": round(steps * bargs.batch / len(paths), 2),
+        "steps": steps,
+        "checkpoint": {"tag": args.checkpoint, "step": steps, "selected_on": "none (last step)"},
+        "training": {"optimizer": "Adam, betas (0, 0.9)", "lr_g": defaults["lr_g"].default,
+                     "lr_d": defaults["lr_g"].default * defaults["ttur"].default, "batch_size": bargs.batch,
+                     "precision": "bf16 autocast" if defaults["bf16"].default else "fp32", "seed": bargs.seed,
+                     "loss": "eqs. 3-6: L1 + discriminator feature matching + 0.5 adversarial; D: BCE",
+                     "steps_requested": bargs.steps, "time_limit_minutes": bargs.minutes,
+                     "epochs_meaning": "steps x batch / training images (images are drawn with replacement)"},
+        "wall_clock_seconds": seconds,
+        **({"wall_clock_note": note} if note else {}),
+        "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
+        "metrics": {"source": rel(source), "checkpoint": args.checkpoint,
+                    "definitions": {"l1_*": "mean |result - colour original| on [0, 1] over the held-out images",
+                                    "psnr_*": "mean per-image PSNR (dB) against the colour original",
+                                    "*_gray": "the gray input replicated to RGB (the baseline)"},
+                    "test": {"held_out_images": res["held_out_images"], "image_size": bargs.size * 2,
+                             "network_size": bargs.size,
+                             **_rounded({k: res[k] for k in ("l1_colorized", "l1_gray", "psnr_colorized", "psnr_gray")})}},
+        "command": command,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="run folder of `medattn train` or of an enhancement benchmark")
+    ap.add_argument("name", help="bundled name, e.g. bsanet-polyp")
+    ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    ap.add_argument("--fp16", action="store_true", help="store weights as float16 (check the metrics!)")
+    ap.add_argument("--folder", type=Path, default=WEIGHTS_DIR)
+    ap.add_argument("--summary", default="", help="one line shown by `medattn models`")
+    ap.add_argument("--command", default=None,
+                    help="enhancement runs: the benchmark command that trained the run (default: the one its "
+                         "results recorded)")
+    args = ap.parse_args()
+
+    run = args.run
+    weights = run / f"{args.checkpoint}.safetensors"
+    lm: LoadedModel = load_model(weights)
+    run_card = json.loads((run / f"{args.checkpoint}.json").read_text(encoding="utf-8"))
+    options = {k: (None if k in FILE_OPTIONS else v) for k, v in run_card["options"].items()}
+    check = CHECK
+    if run_card["model"] in ENHANCEMENT_BENCHMARKS:
+        script = ENHANCEMENT_BENCHMARKS[run_card["model"]]
+        command = args.command or recorded_command(run_card)
+        if not command:
+            raise SystemExit(f"error: {run}: give --command, the `python {script} ...` line that trained this run")
+        build = classifier_card if run_card["model"] == "lesion_classifier" else colorizer_card
+        fields = build(run, args, run_card, command)
+        fields["bundled_with"] = (f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
+                                  f"--command {shlex.quote(command)}" + (" --fp16" if args.fp16 else ""))
+        check = CHECK_OUTPUTS
+    else:
+        fields = segmentation_card(run, args, run_card)
+    card = {
+        "model": run_card["model"],
+        **fields,
+        "summary": args.summary,
         "dtype": "float16" if args.fp16 else "float32",
         "version": f"{args.name}@{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}",
         "trained_from": rel(run),
     }
+    model = lm.model.half() if args.fp16 else lm.model
     path = save_bundled(model, args.name, options, card, folder=args.folder)
     card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     card["sha256"] = sha256(path)
@@ -176,12 +408,12 @@ def main() -> None:
     if size_mb > MAX_MB:
         raise SystemExit(f"error: {path} is {size_mb:.1f} MB (limit {MAX_MB} MB); try --fp16")
     if args.folder.resolve() == WEIGHTS_DIR.resolve():
-        out = subprocess.run([sys.executable, "-c", CHECK, args.name, str(run / f"{args.checkpoint}.safetensors")],
+        out = subprocess.run([sys.executable, "-c", check, args.name, str(weights)],
                              capture_output=True, text=True, check=True)
         diff = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"fresh-process check: max |p_bundled - p_run| on samples/kvasir = {diff:.2e}")
+        print(f"fresh-process check: max |bundled - run| output on samples/kvasir = {diff:.2e}")
         if diff > (2e-3 if args.fp16 else 1e-5):
-            raise SystemExit("error: the bundled model does not reproduce the run's predictions")
+            raise SystemExit("error: the bundled model does not reproduce the run's outputs")
 
 
 if __name__ == "__main__":

@@ -124,13 +124,27 @@ def test_enhance_image_and_the_cli(tmp_path, run_cli) -> None:
     src = tmp_path / "in"
     src.mkdir()
     write_image(src / "a.png", img)
-    code, _out_text, err = run_cli("enhance", "--model", str(run), str(src), "--out", str(tmp_path / "out"))
+    code, out_text, err = run_cli("enhance", "--model", str(run), str(src), "--out", str(tmp_path / "out"),
+                                  "--colorizer", "none")
     assert code == 0, err
+    assert "colorizer: none" in out_text
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["a_fused.png", "a_heatmap.png", "a_heatmap_overlay.png"]
     assert read_rgb(tmp_path / "out" / "a_fused.png").shape == (50, 70, 3)
     code, _, err = run_cli("enhance", "--model", str(tmp_path / "nope"), str(src), "--out", str(tmp_path / "o2"))
     assert code == 2 and err.startswith("error:") and "nope" in err
+
+
+def test_colorizer_choice(monkeypatch) -> None:
+    """`--colorizer`: left out -> the first bundled colorizer (None when none ships), "none" -> no colorizer."""
+    import medattn.enhance as enhance
+
+    monkeypatch.setattr(enhance, "available_colorizers", lambda: ["col-b", "col-c"])
+    assert enhance.resolve_colorizer(None) == "col-b"
+    assert enhance.resolve_colorizer("None") is None and enhance.resolve_colorizer("none") is None
+    assert enhance.resolve_colorizer("runs/colorizer") == "runs/colorizer"
+    monkeypatch.setattr(enhance, "available_colorizers", lambda: [])
+    assert enhance.resolve_colorizer(None) is None
 
 
 def test_mask_boxes_are_component_extents() -> None:

@@ -16,14 +16,18 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         colorizer: str | None = typer.Option(None, "--colorizer", "-c",
                                              help="colorization generator (bundled name, file or run folder); "
-                                                  "without it the input image itself is fused"),
+                                                  "default: the bundled colorizer, if one ships; 'none' fuses "
+                                                  "the input image itself"),
         alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="eq. 7 balance: 1 keeps the image unchanged"),
         size: int | None = typer.Option(None, min=32, help="side at which the classifier sees each image "
                                                             "(default: from the model card)"),
     ) -> None:
         """Enhance images for lesion detection: writes <name>_heatmap.png (CAWE attention),
-        <name>_heatmap_overlay.png, <name>_colorized.png (with --colorizer) and <name>_fused.png."""
+        <name>_heatmap_overlay.png, <name>_colorized.png (when a colorizer is used) and <name>_fused.png."""
+        from medattn.enhance import resolve_colorizer
         from medattn.enhance.cli_run import run_enhance
 
-        written = run_enhance(inputs, model, out, colorizer=colorizer, alpha=alpha, size=size)
-        typer.echo(f"enhanced {written} image(s) into {out}")
+        used = resolve_colorizer(colorizer)
+        written = run_enhance(inputs, model, out, colorizer=used, alpha=alpha, size=size)
+        how = "none (fused the input images)" if used is None else used + (" (bundled default)" if colorizer is None else "")
+        typer.echo(f"enhanced {written} image(s) into {out}; colorizer: {how}")

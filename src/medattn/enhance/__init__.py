@@ -49,6 +49,20 @@ def available_colorizers() -> list[str]:
     return _bundled_with(COLORIZER_MODEL)
 
 
+def default_colorizer() -> str | None:
+    """The bundled colorizer ``medattn enhance`` uses when none is named: the first one, or None."""
+    found = available_colorizers()
+    return found[0] if found else None
+
+
+def resolve_colorizer(spec: str | None) -> str | None:
+    """The colorizer to use for a ``--colorizer`` value: None -> :func:`default_colorizer`, ``"none"`` -> None
+    (fuse the input image itself), anything else unchanged (bundled name, file or run folder)."""
+    if spec is None:
+        return default_colorizer()
+    return None if spec.strip().lower() == "none" else spec
+
+
 def _load(spec: Any) -> tuple[Any, dict[str, Any]]:
     """(module, card) from a module, a ``LoadedModel``, a bundled name, a checkpoint file or a run folder."""
     from torch import nn
@@ -132,4 +146,5 @@ def enhance_image(image_rgb_or_gray: np.ndarray, classifier: Any, colorizer: Any
             "probability": prob, "activated": bool(cawe.last_activated and cawe.last_activated[0])}
 
 
-__all__ = ["available_colorizers", "available_models", "enhance_image", "fuse"]
+__all__ = ["available_colorizers", "available_models", "default_colorizer", "enhance_image", "fuse",
+           "resolve_colorizer"]

@@ -92,6 +92,27 @@ def build_crops(samples: Sequence[Sample], crop_size: int = 64, grid: int = 3, c
     return CropSet(np.stack(images), np.asarray(labels, np.float32), source)
 
 
+def weak_label_split(data_root: str | os.PathLike[str], limit: int = 0, seed: int = 0) -> dict[str, list[Sample]]:
+    """The images behind the CAWE classifier (``benchmarks/enhance_cawe.py``) and its held-out scores.
+
+    Training pool: the PraNet training split of Kvasir-SEG + CVC-ClinicDB and a seeded 80 % of
+    PH2; ``limit`` > 0 keeps a seeded ``limit`` of them; 10 % of the pool (by image) is ``val``
+    (early stopping). Held out, never trained on: ``test_kvasir`` (100) and ``test_clinicdb``
+    (62), the PraNet test images, and ``test_ph2``, the other 20 % of PH2.
+    """
+    from medattn.data import discover, pranet_split, ratio_split
+
+    root = Path(data_root)
+    split = pranet_split(root)
+    ph2 = ratio_split(discover(root / "ph2").samples, (0.8, 0.2), seed=seed)
+    pool = split["train"] + ph2["train"]
+    if limit:
+        pool = ratio_split(pool, (limit, len(pool) - limit), seed=seed)["train"]
+    parts = ratio_split(pool, (0.9, 0.1), seed=seed)
+    return {"train": parts["train"], "val": parts["val"], "test_kvasir": split["test_kvasir"],
+            "test_clinicdb": split["test_clinicdb"], "test_ph2": ph2["val"]}
+
+
 def whole_image_size(crop_size: int, crop_frac: float) -> int:
     """Side at which a whole image shows lesions at the scale the classifier was trained on."""
     return round(crop_size / crop_frac / 32) * 32 or 32

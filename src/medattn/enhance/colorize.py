@@ -275,6 +275,50 @@ def colorize(generator: nn.Module, gray: np.ndarray, size: int | None = 256) -> 
     return (full.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def colour_training_paths(data_root: str | os.PathLike[str], limit: int = 0, seed: int = 0) -> list[Path]:
+    """Colour images the GAN learns from (``benchmarks/enhance_colorize.py``): isic2017-unlabeled and the
+    PraNet training split of Kvasir-SEG + CVC-ClinicDB; ``limit`` > 0 draws a seeded ``limit`` of them."""
+    from medattn.data import pranet_split
+
+    root = Path(data_root)
+    paths = sorted((root / "isic2017-unlabeled").rglob("*.jpg")) + [s.image for s in pranet_split(root)["train"]]
+    if limit:
+        paths = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))[:limit]]
+    return paths
+
+
+def colour_test_samples(data_root: str | os.PathLike[str]) -> list[Any]:
+    """The held-out colour images the GAN is scored on: the first 40 Kvasir-SEG and first 24
+    CVC-ClinicDB PraNet *test* images (never in :func:`colour_training_paths`)."""
+    from medattn.data import pranet_split
+
+    split = pranet_split(Path(data_root))
+    return split["test_kvasir"][:40] + split["test_clinicdb"][:24]
+
+
+def colorization_scores(generator: nn.Module, originals: np.ndarray, size: int | None
+                        ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """How close colorized gray versions of colour ``originals`` (N, H, W, 3) uint8 come to them.
+
+    Each original is turned gray (ITU-R 601), colorized by :func:`colorize` at ``size``
+    and compared with the original: mean L1 on [0, 1] and mean per-image PSNR (dB), next
+    to the same numbers for the gray image replicated to three channels (the baseline).
+    Returns ``(scores, gray, colorized)``: those four numbers, the gray inputs (N, H, W)
+    and the colorized images (N, H, W, 3).
+    """
+    from medattn.metrics.denoising import psnr
+
+    held = np.asarray(originals)
+    gray = np.rint(held.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    col = np.stack([colorize(generator, g, size=size) for g in gray])
+    base = np.repeat(gray[..., None], 3, axis=3)
+    scores = {"l1_colorized": float(np.abs(col.astype(float) - held).mean() / 255),
+              "l1_gray": float(np.abs(base.astype(float) - held).mean() / 255),
+              "psnr_colorized": float(np.mean([psnr(c, h) for c, h in zip(col, held, strict=True)])),
+              "psnr_gray": float(np.mean([psnr(b, h) for b, h in zip(base, held, strict=True)]))}
+    return scores, gray, col
+
+
 def panel(gray: np.ndarray, colorized: np.ndarray, original: np.ndarray) -> np.ndarray:
     """Side by side: gray input | colorized | original, (H, 3W + 8, 3) uint8."""
     gap = np.full((gray.shape[0], 4, 3), 255, np.uint8)
