@@ -101,6 +101,20 @@ train polyp-attention_unet configs/attention_unet_polyp.yaml "${POLYP[@]}" "${FA
 for fold in $PH2_FOLDS; do
     train "ph2-unet-f$fold" configs/unet_ph2.yaml --set data.split.fold="$fold" "${PH2[@]}" "${FAST[@]}"
 done
+# 3b. transfer learning on polyps (the paper's central claim): the same BSANet on the MobileNetV2
+#     encoder started from ImageNet (= polyp-bsanet above), from in-domain masked image modelling
+#     on the training split's images only (test images stay unseen), and from scratch; same budget.
+SCRATCH_OPTS='model.options={encoder: mobilenet_v2, encoder_options: {normalize: imagenet}}'
+MIM_ENCODER=runs/pretrain-polyp-mnv2/encoder.safetensors
+MIM_OPTS="model.options={encoder: mobilenet_v2, encoder_pretrained: $MIM_ENCODER, encoder_options: {normalize: imagenet}}"
+train polyp-bsanet-scratch configs/bsanet_polyp.yaml --set "$SCRATCH_OPTS" "${POLYP[@]}" "${FAST[@]}"
+step pretrain-polyp-mnv2 $MEDATTN pretrain configs/pretrain_encoder_isic.yaml --out runs/pretrain-polyp-mnv2 --quiet \
+    --set encoder=mobilenet_v2 --set 'encoder_options={normalize: imagenet}' --set data.folders=null \
+    --set "data.splits=[{file: $BSANET_RUN/split.json, subset: train}]" --set 'input_size=[128,128]' \
+    --set data.cache=true --set epochs=${MIM_EPOCHS:-8} --set warmup_epochs=1 --set bf16=true
+[ -e "$MIM_ENCODER" ] && train polyp-bsanet-mim configs/bsanet_polyp.yaml --set "$MIM_OPTS" "${POLYP[@]}" "${FAST[@]}"
+step eval-polyp-transfer $PY benchmarks/polyp_results.py "ImageNet=$BSANET_RUN" "MIM (in-domain)=runs/polyp-bsanet-mim" \
+    "scratch=runs/polyp-bsanet-scratch" --out benchmarks/results/polyp_transfer
 # 4. a longer polyp budget, all three models again from scratch (fresh cosine over POLYP_LONG epochs)
 POLYP_LONG=${POLYP_LONG:-10}
 LONG=(--set data.input_size=128 --set train.epochs="$POLYP_LONG" --set train.batch_size=16
@@ -111,4 +125,15 @@ step eval-polyp-all $PY benchmarks/polyp_results.py "BSANet=$BSANET_RUN" U-Net=r
     "Attention U-Net=runs/polyp-attention_unet" "BSANet ${POLYP_LONG} ep=runs/polyp$POLYP_LONG-bsanet" \
     "U-Net ${POLYP_LONG} ep=runs/polyp$POLYP_LONG-unet" --overlays docs/img/results/polyp_overlays_all.png
 train "polyp$POLYP_LONG-attention_unet" configs/attention_unet_polyp.yaml "${LONG[@]}" "${FAST[@]}"
+# 5. low-dose CT (issue 5): every denoiser gets the same number of 64x64 training patches on the
+#    0.98 mm grid (configs/ldct_*.yaml); transfer = other anatomy first, then the target anatomy,
+#    same total budget as from scratch. Then the held-out evaluation (BM3D merged from an earlier
+#    run on the same slices when benchmarks/results/ldct_bm3d.json exists).
+LDCT_EPOCHS=${LDCT_EPOCHS:-4}
+train ldct-cadn_small configs/ldct_cadn_small.yaml --set train.epochs="$LDCT_EPOCHS"
+train ldct-redcnn48 configs/ldct_redcnn.yaml --set train.epochs="$LDCT_EPOCHS"
+train ldct-cadn_small_pretrain configs/ldct_cadn_pretrain.yaml --set train.epochs=$((LDCT_EPOCHS / 2))
+train ldct-cadn_small_finetune configs/ldct_cadn_finetune.yaml --set train.epochs=$((LDCT_EPOCHS - LDCT_EPOCHS / 2)) \
+    --set model.init=runs/ldct-cadn_small_pretrain/best.safetensors
+train ldct-dncnn configs/ldct_dncnn.yaml --set train.epochs="$LDCT_EPOCHS"
 log "queue finished"
