@@ -239,28 +239,48 @@ def test_colorizer_reproduces_its_card(name, shared_data):
         assert scores[key] == pytest.approx(test[key], abs=0.05), key
 
 
+def _gray_sample(folder: Path) -> Path:
+    """The first Kvasir sample as a grayscale PNG in ``folder`` (the paper colorizes gray images)."""
+    from medattn.io import read_rgb, rgb_to_gray, write_image
+
+    image = sorted((SAMPLES / "images").iterdir())[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{image.stem}_gray.png"
+    write_image(path, rgb_to_gray(read_rgb(image)))
+    return path
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_enhance_cli_with_bundled_models(name, run_cli, tmp_path):
-    """`medattn enhance --model <bundled>` writes the four outputs, colorized by the bundled colorizer."""
+    """`medattn enhance --model <bundled>` writes the four outputs for a gray image, colorized by the bundled
+    colorizer; a colour image keeps its colours (no colorized output, eq. 7 on the original)."""
     from medattn.io import read_rgb
 
     image = sorted((SAMPLES / "images").iterdir())[0]
-    code, out, err = run_cli("enhance", "--model", name, image, "--out", tmp_path)
+    gray = _gray_sample(tmp_path / "in")
+    code, out, err = run_cli("enhance", "--model", name, image, gray, "--out", tmp_path / "out")
     assert code == 0, err
     kinds = ("heatmap", "heatmap_overlay", "colorized", "fused")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{image.stem}_{k}.png" for k in kinds)
-    assert f"colorizer: {COLORIZERS[0]} (bundled default)" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{gray.stem}_{k}.png" for k in kinds] + [f"{image.stem}_{k}.png" for k in kinds if k != "colorized"])
+    assert f"colorizer: {COLORIZERS[0]} (bundled default); --colorize auto: colorized 1, kept colour 1" in out
     h, w = read_rgb(image).shape[:2]
     for k in kinds:
-        assert read_rgb(tmp_path / f"{image.stem}_{k}.png").shape == (h, w, 3)
-    colorized = read_rgb(tmp_path / f"{image.stem}_colorized.png").astype(int)
+        assert read_rgb(tmp_path / "out" / f"{gray.stem}_{k}.png").shape == (h, w, 3)
+    colorized = read_rgb(tmp_path / "out" / f"{gray.stem}_colorized.png").astype(int)
     assert np.abs(colorized[..., 0] - colorized[..., 2]).mean() > 5  # not a gray image
+    fused = read_rgb(tmp_path / "out" / f"{image.stem}_fused.png").astype(float)
+    original = read_rgb(image).astype(float)
+    # eq. 7 on the original scales each pixel's three channels by one factor a + (1 - a) L (colorized: up to 135
+    # levels off); the factor recovered from the channel sums predicts every channel to rounding
+    scale = fused.sum(axis=2) / np.maximum(original.sum(axis=2), 1)
+    assert np.abs(fused - original * scale[..., None]).max() <= 2
 
 
 @pytest.mark.skipif(not CLASSIFIERS, reason="no lesion classifier is bundled")
 def test_app_enhance_pipeline_runs_on_bundled_models(tmp_path, monkeypatch):
-    """The web app offers the bundled classifier for its enhance pipeline and runs it with the bundled
-    colorizer while <data-dir>/models is empty."""
+    """The web app offers the bundled classifier for its enhance pipeline and, while <data-dir>/models is
+    empty, colorizes a gray input with the bundled colorizer; a colour input keeps its colours."""
     from medattn.app import pipelines
     from medattn.app.processing import process
 
@@ -268,10 +288,18 @@ def test_app_enhance_pipeline_runs_on_bundled_models(tmp_path, monkeypatch):
     enhance = pipelines.catalog()["pipelines"]["enhance"]
     assert enhance["available"] and set(CLASSIFIERS) <= set(enhance["models"])
     assert pipelines.resolve("enhance", None) == enhance["default"]
-    assert pipelines.default_colorizer() in COLORIZERS
-    image = sorted((SAMPLES / "images").iterdir())[0]
-    res = process("enhance", enhance["default"], [image], "image", tmp_path, lambda *_: None, user_models={})
+    assert pipelines.default_colorizer() == COLORIZERS[0]
+    gray = _gray_sample(tmp_path / "in")
+    (tmp_path / "gray").mkdir()
+    res = process("enhance", enhance["default"], [gray], "image", tmp_path / "gray", lambda *_: None,
+                  user_models={})
     kinds = {kind for kind, _, _ in res.files}
     assert {"preview", "processed", "attention", "colorized", "processed_file"} <= kinds
-    assert res.results["metrics"]["colorizer"] in COLORIZERS
+    assert res.results["metrics"]["colorizer"] == COLORIZERS[0]
     assert 0.0 <= res.results["metrics"]["lesion probability (classifier)"] <= 1.0
+    image = sorted((SAMPLES / "images").iterdir())[0]
+    (tmp_path / "colour").mkdir()
+    res = process("enhance", enhance["default"], [image], "image", tmp_path / "colour", lambda *_: None,
+                  user_models={})
+    assert "colorized" not in {kind for kind, _, _ in res.files}
+    assert res.results["metrics"]["colorizer"].startswith("none (colour input kept its colours")

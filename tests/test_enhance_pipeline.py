@@ -112,9 +112,10 @@ def test_enhance_image_and_the_cli(tmp_path, run_cli) -> None:
     res = train_classifier(crops, crops, width=0.125, epochs=1, batch=8, run_dir=run, progress=False)
     gen = ColorizationGenerator(width=0.5).eval()
     img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
-    out = enhance_image(img, res.model, gen, alpha=0.5, size=64)
+    out = enhance_image(img, res.model, gen, alpha=0.5, size=64, colorize="always")
     assert out["heatmap"].shape == (50, 70) and out["heatmap"].dtype == np.float32
     assert out["colorized"].shape == (50, 70, 3) and out["colorized"].dtype == np.uint8
+    assert not out["grayscale"]
     np.testing.assert_array_equal(out["fused"], fuse(out["colorized"], out["heatmap"], 0.5))
     gray_out = enhance_image(img[..., 0], str(run))
     assert gray_out["colorized"] is None and gray_out["fused"].shape == (50, 70)
@@ -135,16 +136,106 @@ def test_enhance_image_and_the_cli(tmp_path, run_cli) -> None:
     assert code == 2 and err.startswith("error:") and "nope" in err
 
 
+def test_only_grayscale_inputs_are_colorized_by_default(tmp_path, run_cli) -> None:
+    """`colorize="auto"` (the default) colorizes gray inputs (one channel, or RGB with equal channels) and
+    fuses a colour input in its own colours; "always" colorizes it too; "never" nothing. Same through
+    `medattn enhance --colorize`, whose outputs and summary line say what happened."""
+    from medattn.enhance._images import is_grayscale
+    from medattn.io import write_image
+    from medattn.models.hub import save_bundled
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    clf = create("lesion_classifier", backbone="resnet18", width=0.125).eval()
+    gen = ColorizationGenerator(width=0.5).eval()
+    colour = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    gray = colour[..., 1]
+    gray_rgb = np.repeat(gray[..., None], 3, axis=2)
+    gray_rgb[0, 0, 2] += 1  # a converter's rounding: still gray
+    assert is_grayscale(gray) and is_grayscale(gray_rgb) and not is_grayscale(colour)
+    kept = enhance_image(colour, clf, gen, size=64)
+    assert kept["colorized"] is None and not kept["grayscale"]
+    np.testing.assert_array_equal(kept["fused"], fuse(colour, kept["heatmap"], 0.5))  # eq. 7 on the original
+    for g in (gray, gray_rgb):
+        done = enhance_image(g, clf, gen, size=64)
+        assert done["grayscale"] and done["colorized"].shape == (40, 48, 3)
+        np.testing.assert_array_equal(done["fused"], fuse(done["colorized"], done["heatmap"], 0.5))
+    forced = enhance_image(colour, clf, gen, size=64, colorize="always")
+    assert forced["colorized"] is not None
+    np.testing.assert_array_equal(forced["fused"], fuse(forced["colorized"], forced["heatmap"], 0.5))
+    assert enhance_image(gray, clf, gen, size=64, colorize="never")["colorized"] is None
+    with pytest.raises(Exception, match="colorize must be one of"):
+        enhance_image(gray, clf, gen, size=64, colorize="sometimes")
+
+    col_opts = {"width": 0.5}
+    col = save_bundled(gen, "tiny-col", col_opts, {"model": "colorizer", "task": "colorization",
+                                                   "input_size": [32, 32]}, folder=tmp_path)
+    cls = save_bundled(clf, "tiny-cls", {"backbone": "resnet18", "width": 0.125},
+                       {"model": "lesion_classifier", "task": "classification", "input_size": [32, 32]},
+                       folder=tmp_path)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "c.png", colour)
+    write_image(src / "g.png", gray)
+
+    def run(out_name: str, *extra: str) -> tuple[int, str, str, list[str]]:
+        out = tmp_path / out_name
+        code, text, err = run_cli("enhance", "--model", cls, src, "--out", out, "--colorizer", col, *extra)
+        return code, text, err, sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+
+    code, text, err, names = run("auto")
+    assert code == 0, err
+    assert [n for n in names if n.endswith("_colorized.png")] == ["g_colorized.png"]
+    assert len(names) == 7 and "--colorize auto: colorized 1, kept colour 1" in text
+    code, text, err, names = run("always", "--colorize", "always")
+    assert code == 0, err
+    assert [n for n in names if n.endswith("_colorized.png")] == ["c_colorized.png", "g_colorized.png"]
+    assert "colorized 2" in text and "kept colour" not in text
+    code, text, err, names = run("never", "--colorize", "never")
+    assert code == 0, err
+    assert not [n for n in names if n.endswith("_colorized.png")] and "colorizer: none" in text
+    code, _, err, _ = run("bad", "--colorize", "sometimes")
+    assert code == 2 and "--colorize must be one of" in err
+    code, _, err = run_cli("enhance", "--model", cls, src, "--out", tmp_path / "o", "--colorizer", "none",
+                           "--colorize", "always")
+    assert code == 2 and "needs a colorizer" in err
+
+
+def test_detection_arms_still_colorize_the_gray_images() -> None:
+    """The FROC benchmark's colour arms colorize the gray version of each (colour) image, whatever
+    `colorize="auto"` would do with the colour original."""
+    from medattn.enhance._images import gray_of
+    from medattn.enhance.colorize import colorize
+    from medattn.enhance.detection import make_arms
+
+    torch.manual_seed(0)
+    rgb = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    clf = create("lesion_classifier", backbone="resnet18", width=0.125).eval()
+    gen = ColorizationGenerator(width=0.5).eval()
+    arms = make_arms(rgb, clf, gen, arms=("color", "cawe", "color_cawe"), progress=False)
+    for i in range(2):
+        np.testing.assert_array_equal(arms["color"][i], colorize(gen, gray_of(rgb[i]), size=256))
+        assert not np.array_equal(arms["color_cawe"][i], arms["cawe"][i])
+
+
 def test_colorizer_choice(monkeypatch) -> None:
-    """`--colorizer`: left out -> the first bundled colorizer (None when none ships), "none" -> no colorizer."""
+    """`--colorizer`: left out -> the first bundled colorizer (None when none ships), "none" -> no colorizer;
+    `--colorize never` -> no colorizer; `--colorize always` without one -> an error."""
     import medattn.enhance as enhance
+    from medattn.errors import ConfigError
 
     monkeypatch.setattr(enhance, "available_colorizers", lambda: ["col-b", "col-c"])
     assert enhance.resolve_colorizer(None) == "col-b"
     assert enhance.resolve_colorizer("None") is None and enhance.resolve_colorizer("none") is None
     assert enhance.resolve_colorizer("runs/colorizer") == "runs/colorizer"
+    assert enhance.resolve_colorizer("runs/colorizer", "always") == "runs/colorizer"
+    assert enhance.resolve_colorizer(None, "never") is None
+    with pytest.raises(ConfigError, match="--colorizer none"):
+        enhance.resolve_colorizer("none", "always")
     monkeypatch.setattr(enhance, "available_colorizers", lambda: [])
     assert enhance.resolve_colorizer(None) is None
+    with pytest.raises(ConfigError, match="no colorizer is bundled"):
+        enhance.resolve_colorizer(None, "always")
 
 
 def test_mask_boxes_are_component_extents() -> None:

@@ -226,8 +226,10 @@ def test_denoise_refuses_non_ct(den_client):
     assert done["status"] == "failed" and "gray CT" in done["message"]
 
 
-def test_enhance_pipeline(settings):
-    """CAWE heat map, colorized and fused images through the app (untrained small models)."""
+def test_enhance_pipeline(settings, tmp_path):
+    """CAWE heat map, colorized and fused images through the app (untrained small models). The classifier and
+    colorizer installed into <data-dir>/models win over the bundled ones; a gray input is colorized, a colour
+    input keeps its colours."""
     import torch
 
     from medattn.models import create
@@ -242,18 +244,27 @@ def test_enhance_pipeline(settings):
     col_opts = {"encoder": "light", "width": 0.25}
     save_bundled(create("colorizer", **col_opts), "tiny-color", col_opts,
                  {"model": "colorizer", "task": "colorization", "input_size": [64, 64]}, folder=settings.models_dir)
+    colour = sorted(SAMPLE.glob("*.jpg"))[0]
+    gray = tmp_path / "gray.png"
+    Image.open(colour).convert("L").save(gray)
     app = create_app(settings, start_worker=True)
     make_user(app, "alice")
     with TestClient(app) as c:
         c.csrf = login(c, "alice")
-        assert "tiny-cawe" in c.get("/api/models").json()["pipelines"]["enhance"]["models"]
-        done = wait_done(c, upload(c, sorted(SAMPLE.glob("*.jpg"))[0], pipeline="enhance", model="tiny-cawe")["id"])
+        enhance = c.get("/api/models").json()["pipelines"]["enhance"]
+        assert enhance["default"] == "tiny-cawe" and "cawe-lesion" in enhance["models"]  # installed first
+        done = wait_done(c, upload(c, gray, pipeline="enhance", model="")["id"])
         assert done["status"] == "done", done["message"]
+        assert done["model"] == "tiny-cawe"
         kinds = {f["kind"] for f in done["files"]}
         assert {"preview", "processed", "attention", "colorized", "processed_file"} <= kinds
-        assert not done["results"]["metrics"]["colorizer"].startswith("none")  # an installed colorizer was used
+        assert done["results"]["metrics"]["colorizer"] == "tiny-color"  # the installed one, not the bundled one
         assert "Colorized" in c.get(f"/cases/{done['id']}").text
         assert c.get(f"/api/cases/{done['id']}/report.pdf").content.startswith(b"%PDF")
+        done = wait_done(c, upload(c, colour, pipeline="enhance", model="tiny-cawe")["id"])
+        assert done["status"] == "done", done["message"]
+        assert "colorized" not in {f["kind"] for f in done["files"]}
+        assert done["results"]["metrics"]["colorizer"].startswith("none (colour input kept its colours; tiny-color")
 
 
 def test_nifti_volume_case(client, tmp_path):

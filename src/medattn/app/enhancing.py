@@ -1,5 +1,6 @@
 """The enhance pipeline of the application (seed paper 002): CAWE heat map,
-colorized image (when a colorizer is installed) and the eq. 7 fusion."""
+colorized image (for grayscale inputs, when a colorizer is available; colour
+inputs keep their own colours) and the eq. 7 fusion."""
 
 from __future__ import annotations
 
@@ -36,10 +37,15 @@ def enhance_case(data: Any, model: str, user_models: dict[str, Path], tmp: Path,
     ]
     if out["colorized"] is not None:
         res.files.append(("colorized", _save_png(tmp, "colorized.png", out["colorized"]), "colorized.png"))
+        used = colorizer
+    elif colorizer is None:
+        used = "none (no colorizer available; fused on the input image)"
+    else:
+        used = f"none (colour input kept its colours; {colorizer} colorizes grayscale inputs only)"
     res.results["metrics"] = {
         "lesion probability (classifier)": round(float(out["probability"]), 4),
         "lesion class activated": bool(out["activated"]),
         "fusion": "I_en = 0.5 I + 0.5 L_CAWE * I (eq. 7)",
-        "colorizer": colorizer or "none (fused on the input image)",
+        "colorizer": used,
     }
     return res

@@ -72,19 +72,11 @@ def _bundled_names() -> list[str]:
 
 
 def _models_for(task: str) -> list[str]:
+    """Names of the models whose task is ``task``: those installed into ``<data_dir>/models`` first (a
+    deliberate local choice, so one of them is the default), then the bundled ones (the fallback)."""
     from medattn.models import model_info
 
     names = []
-    for name in _bundled_names():
-        card = _card(name) or {}
-        t = card.get("task")
-        if t is None:
-            try:
-                t = model_info(card.get("model", name)).task
-            except MedattnError:
-                continue
-        if t == task:
-            names.append(name)
     for name, path in USER_MODELS.items():
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
@@ -95,6 +87,18 @@ def _models_for(task: str) -> list[str]:
             try:
                 t = model_info(meta.get("model", {}).get("name") if isinstance(meta.get("model"), dict)
                                else meta.get("model", "")).task
+            except MedattnError:
+                continue
+        if t == task:
+            names.append(name)
+    for name in _bundled_names():
+        if name in USER_MODELS:  # an installed model of the same name replaces the bundled one (see _card)
+            continue
+        card = _card(name) or {}
+        t = card.get("task")
+        if t is None:
+            try:
+                t = model_info(card.get("model", name)).task
             except MedattnError:
                 continue
         if t == task:
@@ -115,7 +119,8 @@ def catalog() -> dict[str, Any]:
 
 
 def default_colorizer() -> str | None:
-    """The colorizer the enhance pipeline uses: the first installed one, if any."""
+    """The colorizer the enhance pipeline uses: the first one installed into ``<data_dir>/models``, else the
+    first bundled one, else None."""
     found = _models_for("colorization")
     return found[0] if found else None
 

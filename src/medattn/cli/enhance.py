@@ -18,16 +18,28 @@ def register(app: typer.Typer) -> None:
                                              help="colorization generator (bundled name, file or run folder); "
                                                   "default: the bundled colorizer, if one ships; 'none' fuses "
                                                   "the input image itself"),
+        colorize: str = typer.Option("auto", "--colorize",
+                                     help="which inputs to colorize: auto (only grayscale ones: one channel, or "
+                                          "RGB with equal channels; colour images keep their own colours), "
+                                          "always (every input, colour ones too), never"),
         alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="eq. 7 balance: 1 keeps the image unchanged"),
         size: int | None = typer.Option(None, min=32, help="side at which the classifier sees each image "
                                                             "(default: from the model card)"),
     ) -> None:
         """Enhance images for lesion detection: writes <name>_heatmap.png (CAWE attention),
-        <name>_heatmap_overlay.png, <name>_colorized.png (when a colorizer is used) and <name>_fused.png."""
+        <name>_heatmap_overlay.png, <name>_colorized.png (only for the images colorized: by default the
+        grayscale ones) and <name>_fused.png (eq. 7 on the colorized image, else on the input)."""
         from medattn.enhance import resolve_colorizer
         from medattn.enhance.cli_run import run_enhance
 
-        used = resolve_colorizer(colorizer)
-        written = run_enhance(inputs, model, out, colorizer=used, alpha=alpha, size=size)
-        how = "none (fused the input images)" if used is None else used + (" (bundled default)" if colorizer is None else "")
-        typer.echo(f"enhanced {written} image(s) into {out}; colorizer: {how}")
+        colorize = colorize.strip().lower()
+        used = resolve_colorizer(colorizer, colorize)
+        done = run_enhance(inputs, model, out, colorizer=used, alpha=alpha, size=size, colorize=colorize)
+        if used is None:
+            how = "none (fused the input images" + (", --colorize never)" if colorize == "never" else ")")
+        else:
+            how = (used + (" (bundled default)" if colorizer is None else "")
+                   + f"; --colorize {colorize}: colorized {done.colorized}")
+            if done.kept_colour:
+                how += f", kept colour {done.kept_colour} (colour input(s) fused in their own colours)"
+        typer.echo(f"enhanced {done.written} image(s) into {out}; colorizer: {how}")

@@ -33,6 +33,21 @@ def gray_of(image: np.ndarray) -> np.ndarray:
     return rgb_to_gray(a if a.dtype == np.uint8 else _to_u8(a))
 
 
+#: Largest difference between colour channels (uint8 levels) for which an RGB image still counts as gray
+#: (absorbs rounding in converters; a real colour image differs by tens of levels).
+GRAY_TOLERANCE = 2
+
+
+def is_grayscale(image: np.ndarray, tolerance: int = GRAY_TOLERANCE) -> bool:
+    """Whether a uint8 image is grayscale: one channel, or RGB(A) whose R, G and B differ by at most
+    ``tolerance`` levels at every pixel (alpha ignored)."""
+    a = np.asarray(image)
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
+        return True
+    rgb = a[..., :3]
+    return bool((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max() <= tolerance)
+
+
 def _to_u8(a: np.ndarray) -> np.ndarray:
     from medattn.inference.render import to_rgb8
 
