@@ -136,4 +136,8 @@ train ldct-cadn_small_pretrain configs/ldct_cadn_pretrain.yaml --set train.epoch
 train ldct-cadn_small_finetune configs/ldct_cadn_finetune.yaml --set train.epochs=$((LDCT_EPOCHS - LDCT_EPOCHS / 2)) \
     --set model.init=runs/ldct-cadn_small_pretrain/best.safetensors
 train ldct-dncnn configs/ldct_dncnn.yaml --set train.epochs="$LDCT_EPOCHS"
+# 6. enhancement (issue 6): the detector FROC with every arm trained for the same number of epochs
+#    (no time limit) and three seeds, with the bundled CAWE classifier and colorizer.
+step enhance-froc-seeds $PY -u benchmarks/enhance_froc.py --quick --minutes 0 --seeds 0,1,2 \
+    --classifier cawe-lesion --colorizer colorizer-lesion --tag enhance_froc_seeds
 log "queue finished"
