@@ -7,7 +7,10 @@ Writes ``benchmarks/results/ldct_eval.json`` and ``.md`` and the picture panels
 ``docs/img/ldct_panels.png``. PSNR / SSIM are computed in the abdominal HU window
 40/400 (both images clipped to [-160, 240] HU, data range 400), RMSE in HU over the
 whole slice (no window). Seconds per slice are wall-clock on this machine (CPU,
-one thread unless --threads), including the HU <-> network conversion.
+one thread unless --threads), including the HU <-> network conversion. Each network's
+summary row records its weights file (``weights.path`` as given, ``weights.sha256``),
+so a model card can be matched to its row: ``scripts/bundle_model.py`` pairs bundled
+weights with their row by SHA-256 and copies ``per_slice``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from medattn.denoise.data import LDCTPairs, SimulationSettings, collection
     from medattn.metrics import psnr, rmse_hu, ssim
     from medattn.models.hub import load_model_file
-    from medattn.utils.fileio import atomic_write_text
+    from medattn.utils.fileio import atomic_write_text, file_sha256
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="append", default=[], help="label=weights.safetensors (repeatable)")
@@ -71,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {int(z) for z in args.z.split(",")}
         idx = [i for i in range(len(pairs)) if pairs.index[i][1] in wanted]
     methods: dict[str, object] = {"low-dose input": lambda hu: hu}
-    costs: dict[str, dict[str, float]] = {}
+    costs: dict[str, dict[str, Any]] = {}
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_denoise
     for spec in args.run:
         label, _, path = spec.partition("=")
         model = load_model_file(path).eval()
         params, gmacs = model_cost(model)
-        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1)}
+        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1),
+                        "weights": {"path": Path(path).as_posix(), "sha256": file_sha256(path)}}
         methods[label] = torch_denoiser(model)
 
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
@@ -107,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{args.merge}: {name} was measured on other slices")
                 rows[name] = r
                 prior = earlier["summary"].get(name, {})
-                if "params" in prior:
-                    costs[name] = {"params": prior["params"], "gmacs_512": prior["gmacs_512"]}
+                costs[name] = {k: prior[k] for k in ("params", "gmacs_512", "weights") if k in prior}
         if "BM3D" in rows and "BM3D" not in panel and panel:
             panel["BM3D"] = bm3d_denoise(pairs.pair(idx[panel_at])[0])
         # keep the table order: input, BM3D, then the networks

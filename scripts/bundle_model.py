@@ -3,13 +3,14 @@
     .venv/bin/python scripts/bundle_model.py runs/polyp-bsanet bsanet-polyp
     .venv/bin/python scripts/bundle_model.py runs/ph2-hlfnet-pretrained-f0 hlfnet-skin --checkpoint last
     .venv/bin/python scripts/bundle_model.py runs/cawe_mnv2 cawe-lesion --command "python benchmarks/enhance_cawe.py ..."
+    .venv/bin/python scripts/bundle_model.py runs/ldct-cadn_small cadn-ldct --results benchmarks/results/ldct_eval.json
 
 The card (``<name>.json``) holds the model, its options (options naming files outside the
 package, such as ``encoder_pretrained``, are set to None: the trained weights replace
 them), task, input size, data, split, epochs, wall-clock, hardware, the test metrics
 written by ``benchmarks/polyp_results.py`` / ``benchmarks/ph2_results.py`` (never the
-validation scores), the command that trained the run (from ``runs/queue.log``), the
-version and the SHA-256 of the weights. Weights are stored in fp32 unless ``--fp16`` is
+validation scores), the command that trained the run (the last ``start <run name>: `` line
+of the ``runs/queue*.log`` files), the version and the SHA-256 of the weights. Weights are stored in fp32 unless ``--fp16`` is
 given and the test metrics are unchanged. The bundle is then checked in a fresh Python
 process: ``medattn.inference.load_model(name)`` must predict what the run's checkpoint
 predicts on ``samples/kvasir`` (max abs difference of the probabilities <= 1e-5).
@@ -22,13 +23,21 @@ game / energy, colorization L1 / PSNR against gray) and the command that trained
 parsed with the benchmark's own argument parser and must agree with the results (same run
 folder, same settings, same training history), so the card cannot pair a model with another
 run's numbers. The fresh-process check compares the raw network outputs on ``samples/kvasir``.
+
+Denoisers (engine runs whose card has task ``denoising``, ``data.kind: ldct``): the test metrics
+are the held-out rows of ``benchmarks/ldct_eval.py`` (``--results``), the row found by the
+SHA-256 of the weights being bundled (the evaluation records each network's weights file); no
+matching row, no bundle. The card copies that row's summary and per-slice PSNR / SSIM / RMSE and
+the low-dose input's numbers on the same slices, and describes the CT volumes by role (split by
+volume). The queue's command must train into the run folder. The fresh-process check compares
+the raw outputs on a simulated quarter-dose abdominal phantom
+(:func:`medattn.denoise.simulate.abdomen_phantom`, HU / 1000).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -44,7 +53,7 @@ import yaml
 
 from medattn.inference import LoadedModel, load_model
 from medattn.models.hub import WEIGHTS_DIR, save_bundled
-from medattn.utils.fileio import atomic_write_text
+from medattn.utils.fileio import atomic_write_text, file_sha256
 
 #: builder options that name files outside the package; the trained weights replace them
 FILE_OPTIONS = ("encoder_pretrained", "swin_pretrained", "pretrained_encoder", "mae", "pretrained")
@@ -80,29 +89,41 @@ with torch.no_grad():
     print(json.dumps(float((a.model(x) - b.model(x)).abs().max())))
 """
 
+#: denoisers: raw outputs on a simulated quarter-dose abdominal phantom in the networks' units (HU / 1000)
+CHECK_DENOISER = """
+import json, sys, torch
+from medattn.denoise.simulate import PHANTOM_SPACING_MM, abdomen_phantom, simulate_low_dose
+from medattn.inference import load_model
+from medattn.models.ldct_denoisers import HU_SCALE
+name, ref = sys.argv[1], sys.argv[2]
+low = simulate_low_dose(abdomen_phantom(), 0.25, pixel_size_mm=PHANTOM_SPACING_MM, seed=0)
+x = torch.from_numpy(low)[None, None] / HU_SCALE
+with torch.no_grad():
+    print(json.dumps(float((load_model(name).model(x) - load_model(ref).model(x)).abs().max())))
+"""
+
+#: the held-out evaluation of the denoisers (``benchmarks/ldct_eval.py``)
+LDCT_RESULTS = Path("benchmarks/results/ldct_eval.json")
+
 #: registry model -> the benchmark script that trains and scores it (no `medattn train` run)
 ENHANCEMENT_BENCHMARKS = {"lesion_classifier": "benchmarks/enhance_cawe.py",
                           "colorizer": "benchmarks/enhance_colorize.py"}
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def queue_lines(run: Path, marker: str) -> list[str]:
+    """What follows ``marker`` on the lines of the queue logs beside ``run`` (``queue*.log``, oldest file first)."""
+    found = []
+    for log in sorted(run.parent.glob("queue*.log"), key=lambda p: (p.stat().st_mtime, p.name)):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if marker in line:
+                found.append(line.split(marker, 1)[1].strip())
+    return found
 
 
 def train_command(run: Path) -> str | None:
-    """The `medattn train` command line the queue logged for this run (runs/queue.log)."""
-    log = run.parent / "queue.log"
-    if not log.is_file():
-        return None
-    found = None
-    for line in log.read_text(encoding="utf-8").splitlines():
-        marker = f"start {run.name}: "
-        if marker in line:
-            found = line.split(marker, 1)[1].strip()
+    """The `medattn train` command line the queue last logged for this run (``runs/queue*.log``)."""
+    starts = queue_lines(run, f"start {run.name}: ")
+    found = starts[-1] if starts else None
     if found and "'" not in found and "\\" not in found:
         # the queue logged the words unquoted: quote each --set value so the line can be pasted
         head, *sets = found.split(" --set ")
@@ -151,13 +172,26 @@ def describe_split(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
-    """Card fields of a `medattn train` run (config.yaml, history.csv, split.json, evaluation caches)."""
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+def history_totals(run: Path) -> tuple[float, int]:
+    """(training seconds summed over the epochs, epochs) of an engine run's ``history.csv``."""
     seconds, epochs = 0.0, 0
     with (run / "history.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             seconds, epochs = seconds + float(row["seconds"]), max(epochs, int(row["epoch"]))
+    return seconds, epochs
+
+
+def engine_training(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``training`` card field of an engine run from its ``config.yaml``."""
+    return {"optim": cfg["optim"], "schedule": cfg["schedule"], "loss": cfg["loss"],
+            "batch_size": cfg["train"]["batch_size"], "precision": cfg["train"]["precision"],
+            "seed": cfg["train"]["seed"], "initial_options": cfg["model"]["options"]}
+
+
+def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
+    """Card fields of a `medattn train` run (config.yaml, history.csv, split.json, evaluation caches)."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    seconds, epochs = history_totals(run)
     return {
         "task": run_card.get("task", "segmentation"),
         "input_size": run_card["input_size"],
@@ -168,9 +202,7 @@ def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, A
         "checkpoint": {"tag": args.checkpoint, "epoch": run_card.get("epoch"),
                        "selected_on": "val_dice (validation part of the split)" if args.checkpoint == "best"
                        else "none (last epoch)"},
-        "training": {"optim": cfg["optim"], "schedule": cfg["schedule"], "loss": cfg["loss"],
-                     "batch_size": cfg["train"]["batch_size"], "precision": cfg["train"]["precision"],
-                     "seed": cfg["train"]["seed"], "initial_options": cfg["model"]["options"]},
+        "training": engine_training(cfg),
         "wall_clock_seconds": round(seconds, 1),
         "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
         "metrics": test_metrics(run, args.checkpoint),
@@ -359,6 +391,135 @@ def colorizer_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]
     }
 
 
+def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpoint: str) -> dict[str, Any]:
+    """The held-out metrics of ``weights`` from a ``benchmarks/ldct_eval.py`` results JSON.
+
+    The row is the one whose recorded weights have the SHA-256 of ``weights``; none (for example
+    an evaluation of another run, or of this run before it trained further) stops the bundling.
+    """
+    res = read_json(results)
+    digest = file_sha256(weights)
+    summary, per_slice = res.get("summary", {}), res.get("per_slice", {})
+    labels = [k for k, v in summary.items() if v.get("weights", {}).get("sha256") == digest]
+    if not labels:
+        same_path = [k for k, v in summary.items()
+                     if v.get("weights") and Path(v["weights"]["path"]).resolve() == weights.resolve()]
+        why = (f"row(s) {same_path} evaluated {weights} when it held other weights (it changed since); rerun the "
+               "evaluation" if same_path else
+               f"no row was evaluated on these weights; run `python benchmarks/ldct_eval.py --run LABEL={weights} ...`")
+        raise SystemExit(f"error: {results}: no held-out results for {weights} (sha256 {digest[:16]}...): {why}")
+    label = labels[0]
+    agree("dose", res["dose"], run_card["simulation"]["dose"], results)
+    base = "low-dose input"
+    if base not in summary or len(per_slice.get(label, [])) != len(per_slice.get(base, [])):
+        raise SystemExit(f"error: {results}: the low-dose input row is missing or measured on other slices than {label!r}")
+
+    def scores(d: dict[str, Any]) -> dict[str, float]:
+        return {k: round(float(d[k]), 4) for k in ("psnr", "ssim", "rmse_hu")}
+
+    row = summary[label]
+    return {
+        "source": rel(results), "row": label, "checkpoint": checkpoint, "weights_sha256": digest,
+        "definitions": {"psnr": "dB in the HU window {center:g}/{width:g} (both images clipped to it, its width as "
+                                "the data range), mean over the held-out slices".format(**res["window"]),
+                        "ssim": "SSIM in the same window", "rmse_hu": "RMSE in HU over the whole slice",
+                        "low_dose_input": "the same scores of the simulated low-dose input (no denoising)",
+                        "per_slice": "each held-out slice's scores, input_* for the low-dose input"},
+        "dose": res["dose"], "window": res["window"], "test_volume": rel(res["test_volume"]),
+        "test": {"slices": len(per_slice[label]), **scores(row),
+                 "psnr_gain_db": round(row["psnr"] - summary[base]["psnr"], 4),
+                 "seconds_per_slice": round(row["seconds"], 3), "machine": res.get("machine"),
+                 "low_dose_input": scores(summary[base])},
+        "per_slice": [{"id": r["id"], **scores(r), **{f"input_{k}": v for k, v in scores(b).items()}}
+                      for r, b in zip(per_slice[label], per_slice[base], strict=True)],
+    }
+
+
+def describe_ct_volumes(options: Any, names: list[str]) -> dict[str, Any]:
+    """Where each named CT volume comes from (CT_SOURCES or the config's own ``volumes``), with its role."""
+    from medattn.denoise.data import CT_SOURCES
+    from medattn.utils.paths import shared_data_root
+
+    out: dict[str, Any] = {}
+    if options.volumes is not None:
+        for v in options.volumes:
+            name = v.name or v.path.name
+            if name in names:
+                out[name] = {"path": rel(v.path), "role": v.role, "anatomy": v.anatomy, "group": v.group or name}
+        return out
+    root = options.data_root or shared_data_root() or Path("../shared/data")
+    for name, where, group, anatomy, role in CT_SOURCES:
+        if name in names:
+            path = where if where.startswith("pydicom-data:") else rel(Path(root) / where)
+            out[name] = {"path": path, "role": role, "anatomy": anatomy, "group": group}
+    return out
+
+
+def command_out(command: str | None) -> Path | None:
+    """The ``--out`` folder of a ``medattn train`` command line (None when it names none)."""
+    words = shlex.split(command or "")
+    return Path(words[words.index("--out") + 1]) if "--out" in words[:-1] else None
+
+
+def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
+    """Card fields of a `medattn train` denoiser run (``data.kind: ldct``) with its held-out LDCT evaluation."""
+    from medattn.denoise.data import ldct_options
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    o = ldct_options(cfg["data"]["options"])
+    seconds, epochs = history_totals(run)
+    metrics = ldct_metrics(run / f"{args.checkpoint}.safetensors", args.results, run_card, args.checkpoint)
+    command = train_command(run)
+    out = command_out(command)
+    if out is not None and out.resolve() != run.resolve():
+        raise SystemExit(f"error: the queue's command for {run.name} trains into {out}, not {run}: {command}")
+    vols = run_card["volumes"]
+    test = sorted({r["id"].split("/")[0] for r in metrics["per_slice"]})
+    sources = describe_ct_volumes(o, [*vols["train"], *vols["val"], *test])
+    groups = {part: {sources[n]["group"] for n in part_names if n in sources}
+              for part, part_names in (("train", vols["train"]), ("val", vols["val"]), ("test", test))}
+    shared = (groups["train"] | groups["val"]) & groups["test"]
+    if shared:
+        raise SystemExit(f"error: scans {sorted(shared)} were trained / validated on and are in the held-out test")
+    queue = queue_lines(run, f"done {run.name} in ")
+    init = cfg["model"].get("init")
+    pretraining = None
+    if init:
+        parent = Path(init).parent
+        pre = history_totals(parent) if (parent / "history.csv").is_file() else None
+        pretraining = {"init": init, "command": train_command(parent), "epochs": pre[1] if pre else None,
+                       "wall_clock_seconds": round(pre[0], 1) if pre else None}
+    return {
+        "task": "denoising",
+        "input_size": run_card["input_size"],
+        "input_size_note": "training patch side; the network is fully convolutional and denoises whole slices",
+        "normalisation": run_card.get("normalisation"),
+        "predicts": run_card.get("predicts"),
+        "data": {"kind": "ldct", "in_channels": 1, "volumes": sources,
+                 "simulation": {**run_card["simulation"], "method": "projection domain (Poisson counts, FBP; "
+                                "medattn.denoise.simulate), normal-dose slices as targets"},
+                 "patch_size": o.patch_size, "patches_per_epoch": o.patches_per_epoch, "slice_step": o.slice_step,
+                 "augment": ["random 90-degree turns", "horizontal flips"]},
+        "split": {"protocol": "by volume: scans (groups) never straddle parts (medattn.denoise.data.CT_SOURCES roles)",
+                  "train_roles": o.train_roles, "val_roles": o.val_roles, "train": vols["train"], "val": vols["val"],
+                  "test": test, "held_out_slices": [r["id"] for r in metrics["per_slice"]]},
+        "epochs": epochs,
+        "checkpoint": {"tag": args.checkpoint, "epoch": run_card.get("epoch"),
+                       "selected_on": f"{cfg['train']['monitor']} (full slices of the validation volumes)"
+                       if args.checkpoint == "best" else "none (last epoch)"},
+        "training": {**engine_training(cfg), "init": init},
+        **({"pretraining": pretraining} if pretraining else {}),
+        "wall_clock_seconds": round(seconds, 1),
+        **({"wall_clock_note": f"sum of the epochs; the queue took {queue[-1]} including data preparation "
+                               "(simulating the low-dose slices)"} if queue else {}),
+        "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
+        "metrics": metrics,
+        "command": command,
+        "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
+                        f"--results {args.results}",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="run folder of `medattn train` or of an enhancement benchmark")
@@ -370,6 +531,8 @@ def main() -> None:
     ap.add_argument("--command", default=None,
                     help="enhancement runs: the benchmark command that trained the run (default: the one its "
                          "results recorded)")
+    ap.add_argument("--results", type=Path, default=LDCT_RESULTS,
+                    help="denoisers: the benchmarks/ldct_eval.py results holding this run's weights")
     args = ap.parse_args()
 
     run = args.run
@@ -388,6 +551,11 @@ def main() -> None:
         fields["bundled_with"] = (f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
                                   f"--command {shlex.quote(command)}" + (" --fp16" if args.fp16 else ""))
         check = CHECK_OUTPUTS
+    elif run_card.get("task") == "denoising":
+        if args.fp16:
+            raise SystemExit("error: denoisers are stored in fp32 (small; the card's metrics are those of fp32)")
+        fields = denoiser_card(run, args, run_card)
+        check = CHECK_DENOISER
     else:
         fields = segmentation_card(run, args, run_card)
     card = {
@@ -401,7 +569,7 @@ def main() -> None:
     model = lm.model.half() if args.fp16 else lm.model
     path = save_bundled(model, args.name, options, card, folder=args.folder)
     card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    card["sha256"] = sha256(path)
+    card["sha256"] = file_sha256(path)
     atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2, sort_keys=True) + "\n")
     size_mb = path.stat().st_size / 2**20
     print(f"{path}: {size_mb:.1f} MB, sha256 {card['sha256'][:16]}...")
@@ -411,7 +579,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", check, args.name, str(weights)],
                              capture_output=True, text=True, check=True)
         diff = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"fresh-process check: max |bundled - run| output on samples/kvasir = {diff:.2e}")
+        where = "a simulated quarter-dose phantom" if check is CHECK_DENOISER else "samples/kvasir"
+        print(f"fresh-process check: max |bundled - run| output on {where} = {diff:.2e}")
         if diff > (2e-3 if args.fp16 else 1e-5):
             raise SystemExit("error: the bundled model does not reproduce the run's outputs")
 

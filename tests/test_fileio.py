@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
-from medattn.utils.fileio import atomic_path, atomic_write_text
+from medattn.utils.fileio import atomic_path, atomic_write_bytes, atomic_write_text, file_sha256
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -56,3 +57,11 @@ def test_save_figure_png_is_a_small_palette_png(tmp_path):
     assert Image.open(path).mode == "P"
     assert not plt.fignum_exists(fig.number)
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_file_sha256_reads_the_whole_file(tmp_path):
+    data = os.urandom(3 * 2**20 + 17)  # more than one 1 MiB chunk, not a multiple of it
+    path = atomic_write_bytes(tmp_path / "w.bin", data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data[:-1])
+    assert file_sha256(path) != hashlib.sha256(data).hexdigest()

@@ -1,12 +1,14 @@
 """Atomic file writes: write to a temporary file beside the target, then rename.
 
 A crash or a killed process never leaves a half-written result: readers see
-either the old file or the complete new one.
+either the old file or the complete new one. :func:`file_sha256` fingerprints a
+written file (weights in results tables and model cards).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,3 +64,12 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(target: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``target`` atomically and return the target path."""
     return atomic_write_bytes(target, text.encode(encoding))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
