@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                    strict=True)))
         lines.append(f"| {names.get(arm, arm)} | " + " | ".join(cells) + " |")
     atomic_write_text(args.out / f"{tag}.md", "\n".join(lines) + "\n")
-    plot_froc(results, args.plot / f"{tag}.png", f"RetinaNet FROC, PraNet test (162 images); {budget}")
+    plot_froc(results, args.plot / f"{tag}.png", f"RetinaNet FROC, PraNet test (162 images); {budget}"
+              + (f"; mean sensitivity over {len(seeds)} seeds" if multi else ""))
     print("\n".join(lines))
     return 0
 

@@ -311,7 +311,9 @@ def plot_froc(results: dict[str, dict[str, Any]], path: str | Path, title: str) 
     ax.set_ylim(0, 1)
     ax.set_xlabel("false positives per image")
     ax.set_ylabel("sensitivity")
-    ax.set_title(title, fontsize=9)
+    import textwrap
+
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
