@@ -437,3 +437,26 @@ def test_bundle_script_pairs_a_denoiser_only_with_its_own_evaluation_row(tmp_pat
                                "input_psnr": 21.0, "input_ssim": 0.7, "input_rmse_hu": 41.0}]
     with pytest.raises(SystemExit, match="dose"):
         bundle.ldct_metrics(weights, results, {"simulation": {"dose": 0.5}}, "best")
+
+
+@pytest.mark.parametrize("name", DENOISERS)
+def test_app_denoise_pipelines_run_on_the_bundled_denoiser(name, tmp_path, monkeypatch):
+    """With nothing installed into <data-dir>/models the app offers the bundled denoiser for `denoise` and
+    `denoise+segment`, and runs both on a CT DICOM (pydicom's CT_small.dcm)."""
+    from medattn.app import pipelines
+    from medattn.app.processing import process
+    from medattn.denoise.data import pydicom_data_file
+
+    monkeypatch.setattr(pipelines, "USER_MODELS", {})
+    catalog = pipelines.catalog()["pipelines"]
+    assert catalog["denoise"]["available"] and name in catalog["denoise"]["models"]
+    assert pipelines.resolve("denoise", None) in DENOISERS
+    source = pydicom_data_file("CT_small.dcm")
+    assert source is not None
+    res = process("denoise", name, [source], "dicom", tmp_path / "den", lambda *_: None, user_models={})
+    assert "processed" in {kind for kind, _, _ in res.files}
+    chain = catalog.get("denoise+segment")
+    if chain and chain["available"]:
+        res = process("denoise+segment", pipelines.resolve("denoise+segment", None), [source], "dicom",
+                      tmp_path / "chain", lambda *_: None, user_models={})
+        assert "processed" in {kind for kind, _, _ in res.files}
