@@ -109,7 +109,7 @@ MIM_ENCODER=runs/pretrain-polyp-mnv2/encoder.safetensors
 MIM_OPTS="model.options={encoder: mobilenet_v2, encoder_pretrained: $MIM_ENCODER, encoder_options: {normalize: imagenet}}"
 train polyp-bsanet-scratch configs/bsanet_polyp.yaml --set "$SCRATCH_OPTS" "${POLYP[@]}" "${FAST[@]}"
 step pretrain-polyp-mnv2 $MEDATTN pretrain configs/pretrain_encoder_isic.yaml --out runs/pretrain-polyp-mnv2 --quiet \
-    --set encoder=mobilenet_v2 --set 'encoder_options={normalize: imagenet}' --set data.folders=null \
+    --set encoder=mobilenet_v2 --set 'encoder_options={normalize: imagenet}' --set 'data.folders=[]' \
     --set "data.splits=[{file: $BSANET_RUN/split.json, subset: train}]" --set 'input_size=[128,128]' \
     --set data.cache=true --set epochs=${MIM_EPOCHS:-8} --set warmup_epochs=1 --set bf16=true
 [ -e "$MIM_ENCODER" ] && train polyp-bsanet-mim configs/bsanet_polyp.yaml --set "$MIM_OPTS" "${POLYP[@]}" "${FAST[@]}"
