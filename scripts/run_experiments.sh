@@ -128,7 +128,7 @@ train "polyp$POLYP_LONG-attention_unet" configs/attention_unet_polyp.yaml "${LON
 # 5. low-dose CT (issue 5): every denoiser gets the same number of 64x64 training patches on the
 #    0.98 mm grid (configs/ldct_*.yaml); transfer = other anatomy first, then the target anatomy,
 #    same total budget as from scratch. Then the held-out evaluation (BM3D merged from an earlier
-#    run on the same slices when benchmarks/results/ldct_bm3d.json exists).
+#    run on the same slices when benchmarks/results/ldct_eval_bm3d.json exists).
 LDCT_EPOCHS=${LDCT_EPOCHS:-4}
 train ldct-cadn_small configs/ldct_cadn_small.yaml --set train.epochs="$LDCT_EPOCHS"
 train ldct-redcnn48 configs/ldct_redcnn.yaml --set train.epochs="$LDCT_EPOCHS"

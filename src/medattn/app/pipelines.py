@@ -71,37 +71,33 @@ def _bundled_names() -> list[str]:
     return sorted(p.stem for p in hub.WEIGHTS_DIR.glob("*.safetensors") if hub.is_bundled(p.stem))
 
 
+def _card_task(card: dict[str, Any], fallback_model: str = "") -> str | None:
+    """A model card's task, else its registry model's (``model`` is a name or ``{"name": ...}``); None if unknown."""
+    from medattn.models import model_info
+
+    if card.get("task") is not None:
+        return card["task"]
+    model = card.get("model", fallback_model)
+    try:
+        return model_info(model.get("name") if isinstance(model, dict) else model).task
+    except MedattnError:
+        return None
+
+
 def _models_for(task: str) -> list[str]:
     """Names of the models whose task is ``task``: those installed into ``<data_dir>/models`` first (a
     deliberate local choice, so one of them is the default), then the bundled ones (the fallback)."""
-    from medattn.models import model_info
-
     names = []
     for name, path in USER_MODELS.items():
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        t = meta.get("task")
-        if t is None:
-            try:
-                t = model_info(meta.get("model", {}).get("name") if isinstance(meta.get("model"), dict)
-                               else meta.get("model", "")).task
-            except MedattnError:
-                continue
-        if t == task:
+        if _card_task(meta) == task:
             names.append(name)
     for name in _bundled_names():
-        if name in USER_MODELS:  # an installed model of the same name replaces the bundled one (see _card)
-            continue
-        card = _card(name) or {}
-        t = card.get("task")
-        if t is None:
-            try:
-                t = model_info(card.get("model", name)).task
-            except MedattnError:
-                continue
-        if t == task:
+        # an installed model of the same name replaces the bundled one (see _card)
+        if name not in USER_MODELS and _card_task(_card(name) or {}, name) == task:
             names.append(name)
     return names
 

@@ -189,6 +189,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
         self.resume = resume
         self.progress = progress
+        #: per-sample validation scores of the data bundle (None: the task's defaults); set by fit()
+        self.bundle_scores: Any = None
 
     # ---- hooks
     def build_model(self) -> tuple[nn.Module, dict[str, Any], str]:
@@ -224,7 +226,7 @@ class Trainer:
 
     def scores(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample validation scores (``val_`` is prefixed): the data bundle's, else the task's."""
-        if getattr(self, "bundle_scores", None) is not None:
+        if self.bundle_scores is not None:
             return self.bundle_scores(outputs, target)
         if self.task == "segmentation":
             return segmentation_scores(outputs, target)
