@@ -140,4 +140,20 @@ train ldct-dncnn configs/ldct_dncnn.yaml --set train.epochs="$LDCT_EPOCHS"
 #    (no time limit) and three seeds, with the bundled CAWE classifier and colorizer.
 step enhance-froc-seeds $PY -u benchmarks/enhance_froc.py --quick --minutes 0 --seeds 0,1,2 \
     --classifier cawe-lesion --colorizer colorizer-lesion --tag enhance_froc_seeds
+# 7. real low-dose CT (issue 13): denoisers blind to dose (1.5-50 %), kernel and grid (0.6-1 mm), trained
+#    on projection-domain noise inserted into the sharp CT we have, calibrated on the real L506 pairs
+#    (benchmarks/ldct_noise_calibration.py) and validated on them; each network until its validation
+#    curve flattens (LDCT_BLIND_EPOCHS, the same for all), then the table on the real pairs.
+LDCT_BLIND_EPOCHS=${LDCT_BLIND_EPOCHS:-16}
+train ldct-blind-cadn_small configs/ldct_cadn_blind.yaml --set train.epochs="$LDCT_BLIND_EPOCHS"
+train ldct-blind-redcnn48 configs/ldct_cadn_blind.yaml --set model.name=redcnn --set 'model.options={channels: 48}' \
+    --set train.epochs="$LDCT_BLIND_EPOCHS"
+train ldct-blind-dncnn configs/ldct_cadn_blind.yaml --set model.name=dncnn --set train.epochs="$LDCT_BLIND_EPOCHS"
+REAL=../shared/data/ct/mayo-l506-real
+step eval-ldct-real $PY benchmarks/ldct_eval.py --real "$REAL" --out benchmarks/results/ldct_real \
+    --panels docs/img/ldct_real_crops.png --threads "$OMP_NUM_THREADS" \
+    --run "CADN-small (shipped before)=runs/ldct-cadn_small/best.safetensors" \
+    --run "CADN-small blind=runs/ldct-blind-cadn_small/best.safetensors" \
+    --run "RED-CNN (48) blind=runs/ldct-blind-redcnn48/best.safetensors" \
+    --run "DnCNN blind=runs/ldct-blind-dncnn/best.safetensors"
 log "queue finished"

@@ -13,12 +13,22 @@ checkpoint), or ``bm3d``. :func:`denoise_paths` walks the inputs:
 * other folders: each supported file inside, under ``OUT/<folder name>/``.
 
 A DICOM whose Modality is not CT (MR, CR, ...) is refused unless ``force``.
+
+Pixel spacing: low-dose noise depends on the pixel size, so a network denoises well only on
+the grids it was trained on (its card's ``data.simulation.spacing_mm``: one size or a
+``[low, high]`` range). :class:`Denoiser` reads each slice's spacing (DICOM ``PixelSpacing``,
+NIfTI voxel size, TIFF resolution, or ``spacing=`` / ``--spacing`` for files without one); a
+slice off the model's grid is resampled to the nearest trained spacing, denoised, and resampled
+back to its own grid; a slice of unknown spacing is denoised as it is, with a warning.
+:attr:`Denoiser.notes` says what was done.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +36,7 @@ import numpy as np
 
 from medattn.errors import ConfigError, MedattnIOError
 
-Denoiser = Callable[[np.ndarray], np.ndarray]
+SliceFn = Callable[[np.ndarray], np.ndarray]
 _RASTER = (".png", ".tif", ".tiff")
 _NIFTI = (".nii", ".nii.gz")
 
@@ -80,17 +90,111 @@ def torch_denoiser(model: Any, tile: int | None = None) -> Denoiser:
     return run
 
 
+#: a slice within this relative distance of the trained grid is denoised as it is
+SPACING_TOLERANCE = 0.03
+
+
+def card_grid(card: dict[str, Any]) -> tuple[float, float] | None:
+    """The pixel sizes (mm) a denoiser's card says it was trained on, as ``(low, high)``; None if unknown."""
+    sim = (card.get("data") or {}).get("simulation") or {}
+    value = sim.get("spacing_mm")
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return (float(value), float(value))
+    lo, hi = (float(v) for v in value)
+    return (min(lo, hi), max(lo, hi))
+
+
+def resample_slice(hu: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``hu`` resampled to ``shape`` (bilinear; antialiased when shrinking), same field of view."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(hu.shape) == tuple(shape):
+        return np.asarray(hu, dtype=np.float32)
+    shrink = shape[0] < hu.shape[0] or shape[1] < hu.shape[1]
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))[None, None]
+        out = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0, 0].numpy()
+
+
+@dataclass
+class Denoiser:
+    """A slice denoiser (HU -> HU) that knows the grid it was trained on.
+
+    ``denoiser(hu, spacing_mm)`` runs ``fn`` on the slice, first resampled to the nearest
+    trained pixel size when ``spacing_mm`` (``(dy, dx)`` or one number) lies outside ``grid_mm``
+    by more than :data:`SPACING_TOLERANCE`, and back to the slice's own grid after.
+    ``grid_mm=None`` (BM3D, or a card without it) takes any grid. What was done is counted in
+    :attr:`notes` (``{message: slices}``).
+    """
+
+    fn: SliceFn
+    description: str
+    grid_mm: tuple[float, float] | None = None
+    notes: Counter[str] = field(default_factory=Counter)
+
+    def target_spacing(self, spacing_mm: tuple[float, float] | None) -> tuple[float, float] | None:
+        """The pixel size to run at, or None to run on the slice's own grid."""
+        if self.grid_mm is None or spacing_mm is None:
+            return None
+        lo, hi = self.grid_mm
+        target = tuple(min(max(s, lo), hi) for s in spacing_mm)
+        if all(abs(t - s) <= SPACING_TOLERANCE * t for t, s in zip(target, spacing_mm, strict=True)):
+            return None
+        return target  # type: ignore[return-value]
+
+    def __call__(self, hu: np.ndarray, spacing_mm: float | tuple[float, float] | None = None,
+                 source: str | None = None) -> np.ndarray:
+        hu = np.asarray(hu, dtype=np.float32)
+        where = f"{source}: " if source else ""
+        if spacing_mm is not None and not isinstance(spacing_mm, tuple | list):
+            spacing_mm = (float(spacing_mm), float(spacing_mm))
+        spacing = tuple(float(s) for s in spacing_mm) if spacing_mm is not None else None
+        if spacing is not None and (len(spacing) != 2 or not all(np.isfinite(spacing)) or min(spacing) <= 0):
+            raise ValueError(f"pixel spacing must be two positive sizes in mm, got {spacing_mm}")
+        grid = self._grid_text()
+        if spacing is None:
+            if self.grid_mm is not None:
+                self.notes[f"{where}pixel spacing unknown: denoised as it is (the model was trained on {grid}; "
+                           "give --spacing)"] += 1
+            return self.fn(hu)
+        target = self.target_spacing(spacing)  # type: ignore[arg-type]
+        if target is None:
+            if self.grid_mm is not None:
+                self.notes[f"{where}{_mm(spacing)} pixels: on the model's grid ({grid}), denoised as they are"] += 1
+            return self.fn(hu)
+        shape = (max(8, round(hu.shape[0] * spacing[0] / target[0])), max(8, round(hu.shape[1] * spacing[1] / target[1])))
+        out = resample_slice(self.fn(resample_slice(hu, shape)), hu.shape)
+        self.notes[f"{where}{_mm(spacing)} pixels: resampled to {_mm(target)} (the model's grid, {grid}), "
+                   "denoised, resampled back"] += 1
+        return out
+
+    def _grid_text(self) -> str:
+        if self.grid_mm is None:
+            return "any grid"
+        lo, hi = self.grid_mm
+        return f"{lo:.3g} mm pixels" if abs(hi - lo) < 1e-6 else f"{lo:.3g}-{hi:.3g} mm pixels"
+
+
+def _mm(spacing: tuple[float, ...]) -> str:
+    return f"{spacing[0]:.3g} mm" if abs(spacing[0] - spacing[-1]) < 1e-6 else f"{spacing[0]:.3g} x {spacing[1]:.3g} mm"
+
+
 def load_denoiser(spec: str) -> tuple[Denoiser, str]:
     """A denoiser from ``spec`` (see the module docstring) and a short description of it."""
     if spec.lower() == "bm3d":
         bm3d_denoise(np.zeros((16, 16), np.float32), sigma_hu=1.0)  # fail early if bm3d is missing
-        return bm3d_denoise, "BM3D"
-    from medattn.models.hub import is_bundled, load_bundled, load_model_file
+        return Denoiser(bm3d_denoise, "BM3D"), "BM3D"
+    from medattn.models.hub import bundled_weights, is_bundled, load_bundled, load_model_file, model_card
 
     path = Path(spec)
     if path.suffix in (".safetensors", ".pt", ".pth", ".ckpt") or path.exists():
         model = load_model_file(path)
-        return torch_denoiser(model), path.name
+        grid = card_grid(model_card(path)) if path.suffix == ".safetensors" else None
+        return Denoiser(torch_denoiser(model), path.name, grid), path.name
     from medattn.models import model_info
     from medattn.models.hub import WEIGHTS_DIR
 
@@ -98,12 +202,37 @@ def load_denoiser(spec: str) -> tuple[Denoiser, str]:
     variants = sorted(p.stem for p in WEIGHTS_DIR.glob(f"{spec}*-ldct.safetensors"))
     for name in (f"{spec}-ldct", spec, *variants):
         if is_bundled(name):
-            return torch_denoiser(load_bundled(name)), name
+            grid = card_grid(model_card(bundled_weights(name)))
+            return Denoiser(torch_denoiser(load_bundled(name)), name, grid), name
     info = model_info(spec)  # unknown names: ConfigError with suggestions
     if info.task != "denoising":
         raise ConfigError(f"model {spec!r} is a {info.task} model, not a denoiser")
     raise ConfigError(f"no trained weights for {spec!r} ship with medattn; give a weights file "
                       "(`medattn train configs/ldct_cadn.yaml` writes one) or 'bm3d'")
+
+
+def _run(fn: Callable[..., np.ndarray], hu: np.ndarray, spacing: tuple[float, float] | None,
+         source: Path, label: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """``fn`` on one slice of ``source``; a :class:`Denoiser` also gets its spacing and ``label`` (default: source)."""
+    if not np.isfinite(hu).all():
+        bad = int((~np.isfinite(hu)).sum())
+        raise MedattnIOError(source, f"holds {bad} NaN or infinite value(s): not a valid CT image")
+    where = str(label if label is not None else source)
+    out = fn(hu, spacing, where) if isinstance(fn, Denoiser | _SimulateFirst) else fn(hu)
+    if not np.isfinite(out).all():
+        raise MedattnIOError(source, "the denoiser returned NaN or infinite values")
+    return out
+
+
+def _inplane(spacing: Any, axes: tuple[int, int]) -> tuple[float, float] | None:
+    """In-plane pixel size from a spacing tuple (None when missing, zero or not finite)."""
+    if spacing is None:
+        return None
+    try:
+        values = tuple(float(spacing[a]) for a in axes)
+    except (IndexError, TypeError, ValueError):
+        return None
+    return values if all(np.isfinite(values)) and min(values) > 0 else None
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -134,7 +263,8 @@ class _Job:
         self.n_slices, self.run, self.label = n_slices, run, label
 
 
-def _dicom_job(files: list[Path], out_dir: Path, force: bool, description: str) -> _Job:
+def _dicom_job(files: list[Path], out_dir: Path, force: bool, description: str,
+               spacing: tuple[float, float] | None = None) -> _Job:
     import pydicom
 
     from medattn.denoise.io import new_series_uid, write_dicom_slice
@@ -155,14 +285,15 @@ def _dicom_job(files: list[Path], out_dir: Path, force: bool, description: str) 
             if data.array.ndim != 2:
                 raise MedattnIOError(f, f"expected one gray slice, got shape {data.array.shape} "
                                         "(multi-frame or colour DICOM is not supported)")
-            write_dicom_slice(out_dir / f.name, fn(data.array.astype(np.float32)), hdr, uid,
-                              derivation=f"medattn LDCT denoising ({description})")
+            den = _run(fn, data.array.astype(np.float32), _inplane(data.meta.spacing, (0, 1)) or spacing, f,
+                       f.parent if len(files) > 1 else f)
+            write_dicom_slice(out_dir / f.name, den, hdr, uid, derivation=f"medattn LDCT denoising ({description})")
             tick()
 
     return _Job(len(files), run, str(files[0].parent if len(files) > 1 else files[0]))
 
 
-def _nifti_job(path: Path, out_path: Path) -> _Job:
+def _nifti_job(path: Path, out_path: Path, spacing: tuple[float, float] | None = None) -> _Job:
     import nibabel as nib
 
     from medattn.denoise.io import write_nifti_like
@@ -175,18 +306,24 @@ def _nifti_job(path: Path, out_path: Path) -> _Job:
     if len(shape) != 3:
         raise MedattnIOError(path, f"expected a 3-D CT volume, got shape {shape}")
 
+    inplane = _inplane(img.header.get_zooms(), (0, 1)) or spacing
+
     def run(fn: Callable[[np.ndarray], np.ndarray], tick: Callable[[], None]) -> None:
         vol = np.asarray(img.dataobj, dtype=np.float32)
+        if not np.isfinite(vol).all():
+            raise MedattnIOError(path, f"holds {int((~np.isfinite(vol)).sum())} NaN or infinite voxel(s): "
+                                       "not a valid CT volume")
         out = np.empty_like(vol)
         for k in range(vol.shape[2]):
-            out[:, :, k] = fn(vol[:, :, k])
+            out[:, :, k] = _run(fn, vol[:, :, k], inplane, path)
             tick()
         write_nifti_like(out_path, out, path)
 
     return _Job(int(shape[2]), run, str(path))
 
 
-def _raster_job(path: Path, out_path: Path, window: tuple[float, float]) -> _Job:
+def _raster_job(path: Path, out_path: Path, window: tuple[float, float],
+                spacing: tuple[float, float] | None = None) -> _Job:
     from medattn.io import read_image, write_image
 
     def run(fn: Callable[[np.ndarray], np.ndarray], tick: Callable[[], None]) -> None:
@@ -195,18 +332,23 @@ def _raster_job(path: Path, out_path: Path, window: tuple[float, float]) -> _Job
         if a.ndim != 2:
             raise MedattnIOError(path, f"expected a gray CT slice, got shape {a.shape}")
         lo, hi = window[0] - window[1] / 2, window[0] + window[1] / 2
+        inplane = _inplane(data.meta.spacing, (0, 1)) or spacing
+
+        def fn1(hu: np.ndarray) -> np.ndarray:
+            return _run(fn, hu, inplane, path)
+
         if a.dtype == np.uint8:
             hu = lo + a.astype(np.float32) / 255.0 * (hi - lo)
-            den = fn(hu)
+            den = fn1(hu)
             res = np.clip(np.rint((den - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
         elif a.dtype == np.uint16:
-            den = fn(a.astype(np.float32) - 1024.0)
+            den = fn1(a.astype(np.float32) - 1024.0)
             res = np.clip(np.rint(den + 1024.0), 0, 65535).astype(np.uint16)
         elif a.dtype.kind in "iu":
             info = np.iinfo(a.dtype)
-            res = np.clip(np.rint(fn(a.astype(np.float32))), info.min, info.max).astype(a.dtype)
+            res = np.clip(np.rint(fn1(a.astype(np.float32))), info.min, info.max).astype(a.dtype)
         else:
-            res = fn(a.astype(np.float32)).astype(a.dtype)
+            res = fn1(a.astype(np.float32)).astype(a.dtype)
         write_image(out_path, res, data.meta)
         tick()
 
@@ -214,8 +356,12 @@ def _raster_job(path: Path, out_path: Path, window: tuple[float, float]) -> _Job
 
 
 def plan_jobs(inputs: Iterable[str | os.PathLike[str]], out: Path, *, force: bool = False,
-              window: tuple[float, float] = (40.0, 400.0), description: str = "") -> list[_Job]:
-    """Check every input and decide its output before anything is computed."""
+              window: tuple[float, float] = (40.0, 400.0), description: str = "",
+              spacing: tuple[float, float] | None = None) -> list[_Job]:
+    """Check every input and decide its output before anything is computed.
+
+    ``spacing`` (mm, ``(dy, dx)``) is used for slices whose file gives none (PNG, most TIFF).
+    """
     jobs: list[_Job] = []
     for item in inputs:
         path = Path(item)
@@ -226,46 +372,91 @@ def plan_jobs(inputs: Iterable[str | os.PathLike[str]], out: Path, *, force: boo
             dicoms = [p for p in files if _is_dicom(p)]
             others = [p for p in files if p not in dicoms and (p.suffix.lower() in _RASTER or p.name.endswith(_NIFTI))]
             if dicoms:
-                jobs.append(_dicom_job(dicoms, out / path.name, force, description))
+                jobs.append(_dicom_job(dicoms, out / path.name, force, description, spacing))
             for p in others:
-                jobs.extend(plan_jobs([p], out / path.name, force=force, window=window, description=description))
+                jobs.extend(plan_jobs([p], out / path.name, force=force, window=window, description=description,
+                                      spacing=spacing))
             if not dicoms and not others:
                 raise MedattnIOError(path, "folder holds no DICOM, NIfTI, PNG or TIFF file")
         elif path.name.lower().endswith(_NIFTI):
-            jobs.append(_nifti_job(path, out / path.name))
+            jobs.append(_nifti_job(path, out / path.name, spacing))
         elif path.suffix.lower() in _RASTER:
-            jobs.append(_raster_job(path, out / path.name, window))
+            jobs.append(_raster_job(path, out / path.name, window, spacing))
         elif _is_dicom(path):
-            jobs.append(_dicom_job([path], out, force, description))
+            jobs.append(_dicom_job([path], out, force, description, spacing))
         else:
             raise MedattnIOError(path, "unsupported input: give DICOM, NIfTI (.nii/.nii.gz), PNG or TIFF")
     return jobs
 
 
+class _SimulateFirst:
+    """``denoiser`` applied to a simulated ``dose`` of each slice (demonstrations on normal-dose data)."""
+
+    def __init__(self, denoiser: Denoiser, dose: float) -> None:
+        self.denoiser, self.dose = denoiser, dose
+
+    def __call__(self, hu: np.ndarray, spacing: tuple[float, float] | None = None,
+                 source: str | None = None) -> np.ndarray:
+        from medattn.denoise.simulate import simulate_low_dose
+
+        pixel = float(np.sqrt(spacing[0] * spacing[1])) if spacing else 1.0
+        return self.denoiser(simulate_low_dose(hu, self.dose, pixel_size_mm=pixel, seed=0), spacing, source)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move every file under ``staging`` to the same place under ``out`` (replacing), then drop ``staging``."""
+    import shutil
+
+    for src in sorted(staging.rglob("*")):
+        if src.is_file():
+            dst = out / src.relative_to(staging)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def denoise_paths(model: str, inputs: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                   force: bool = False, dose: float | None = None, window: tuple[float, float] = (40.0, 400.0),
-                  progress: bool = True) -> int:
+                  progress: bool = True, spacing: float | tuple[float, float] | None = None,
+                  notes: Counter[str] | None = None) -> int:
     """Denoise every input into ``out`` (see the module docstring); returns the number of slices written.
 
     ``dose`` first simulates that dose fraction from each slice (for demonstrations on
-    normal-dose data), then denoises the simulated slice.
+    normal-dose data), then denoises the simulated slice. ``spacing`` (mm) is the pixel size of
+    inputs that carry none. Outputs are written to a staging folder inside ``out`` and moved in
+    place only when every input succeeded: a failure leaves ``out`` as it was (and no new empty
+    folder). ``notes`` receives what was done about pixel spacing (message -> slices).
     """
+    import shutil
+    import tempfile
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     out = Path(out)
+    if spacing is not None and not isinstance(spacing, tuple | list):
+        spacing = (float(spacing), float(spacing))
+    if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0 or not all(np.isfinite(spacing))):
+        raise ConfigError(f"--spacing must be a positive pixel size in mm, got {spacing}")
     fn, description = load_denoiser(model)
-    jobs = plan_jobs(inputs, out, force=force, window=window, description=description)
-    run_fn = fn
-    if dose is not None:
-        from medattn.denoise.simulate import simulate_low_dose
-
-        def run_fn(hu: np.ndarray) -> np.ndarray:
-            return fn(simulate_low_dose(hu, dose, seed=0))
-
-    total = sum(j.n_slices for j in jobs)
-    columns = (TextColumn("[bold]denoise"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("denoise", total=total)
-        for job in jobs:
-            job.run(run_fn, lambda: bar.advance(task))
+    plan_jobs(inputs, out, force=force, window=window, description=description, spacing=spacing)  # check first
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".medattn-denoise-", dir=out))
+    try:
+        jobs = plan_jobs(inputs, staging, force=force, window=window, description=description, spacing=spacing)
+        run_fn: Any = _SimulateFirst(fn, dose) if dose is not None else fn
+        total = sum(j.n_slices for j in jobs)
+        columns = (TextColumn("[bold]denoise"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("denoise", total=total)
+            for job in jobs:
+                job.run(run_fn, lambda: bar.advance(task))
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if notes is not None:
+        notes.update(fn.notes)
     return total

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from medattn.errors import ConfigError, DatasetError, MedattnIOError
 
@@ -269,17 +277,47 @@ def split_by_volume(volumes: Sequence[CTVolume], test: Iterable[str] = (), val: 
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    """Parameters of the low-dose simulation used for a dataset (see :mod:`medattn.denoise.simulate`)."""
+    """Parameters of the low-dose simulation used for a dataset (see :mod:`medattn.denoise.simulate`).
+
+    ``noise="reconstruct"`` reconstructs the whole low-dose slice (:func:`simulate_low_dose`);
+    ``"insert"`` adds projection-domain noise alone to the normal-dose slice
+    (:func:`simulate_noise`), as the AAPM/Mayo challenge made its quarter-dose scans. With
+    ``"insert"``, ``dose_range`` draws each patch's dose log-uniformly (the noise simulated at
+    ``dose`` is scaled by ``sqrt(dose / d)``), and ``kernels`` (``(filter, cutoff)`` pairs) are
+    drawn per patch too, so one model learns a range of noise levels and textures (the noise is
+    reconstructed once with the ramp filter, each kernel is applied to it in the image domain:
+    :func:`medattn.denoise.simulate.apply_kernel`).
+    """
 
     dose: float = 0.25
     i0: float = 2.0e6
     electronic_noise: float = 0.0
     n_angles: int | None = None
     filter_name: str = "ramp"
+    cutoff: float = 1.0
+    noise: str = "reconstruct"
+    dose_range: tuple[float, float] | None = None
+    kernels: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.noise not in ("reconstruct", "insert"):
+            raise ValueError(f"noise must be 'reconstruct' or 'insert', got {self.noise!r}")
+        if self.noise == "reconstruct" and (self.dose_range is not None or self.kernels):
+            raise ValueError("a dose range or several kernels need noise='insert'")
+        if self.dose_range is not None and not 0 < self.dose_range[0] <= self.dose_range[1]:
+            raise ValueError(f"dose range must be 0 < low <= high, got {self.dose_range}")
+
+    @property
+    def kernel_list(self) -> tuple[tuple[str, float], ...]:
+        return self.kernels or ((self.filter_name, self.cutoff),)
 
     def key(self) -> str:
         views = self.n_angles or "auto"
-        return f"d{self.dose:g}_i{self.i0:g}_e{self.electronic_noise:g}_a{views}_{self.filter_name}"
+        base = f"d{self.dose:g}_i{self.i0:g}_e{self.electronic_noise:g}_a{views}"
+        if self.noise == "reconstruct":
+            cut = "" if self.filter_name == "ramp" or self.cutoff == 1.0 else f"{self.cutoff:g}"
+            return f"{base}_{self.filter_name}{cut}"
+        return f"{base}_insert"  # the ramp noise is cached; kernels are applied on loading
 
 
 def _slice_seed(seed: int, name: str, z: int, settings: SimulationSettings) -> int:
@@ -319,7 +357,9 @@ class LDCTPairs:
         self.epoch = 0
         self.index: list[tuple[int, int]] = []
         for vi, vol in enumerate(self.volumes):
-            for z in range(0, vol.n_slices, max(1, slice_step)):
+            # copies of one volume on several grids (spacing ranges) share its slices out
+            start, stride = int(vol.meta.get("z_offset", 0)), int(vol.meta.get("z_stride", 1))
+            for z in range(start * max(1, slice_step), vol.n_slices, max(1, slice_step) * stride):
                 sl = vol.hu[z]
                 if (mode == "patch" and min(sl.shape) < self.patch_size) or min(sl.shape) < min_size:
                     continue
@@ -341,32 +381,53 @@ class LDCTPairs:
         return self.cache_dir / self.settings.key() / f"{vol.name}_{z:04d}_s{self.seed}_{tag}.npy"
 
     def low_dose(self, vi: int, z: int) -> np.ndarray:
-        """The simulated low-dose version (HU) of slice ``z`` of volume ``vi`` (computed once)."""
+        """The simulated low-dose slice ``z`` of volume ``vi`` at the settings' dose and first kernel (HU)."""
+        sim = self._simulated(vi, z)
+        return sim if self.settings.noise == "reconstruct" else self.volumes[vi].hu[z] + sim[0]
+
+    def _simulated(self, vi: int, z: int) -> np.ndarray:
+        """``reconstruct``: the low-dose slice (H, W); ``insert``: its noise per kernel (K, H, W). Computed once."""
         key = (vi, z)
         if key in self._low:
             return self._low[key]
+        s = self.settings
+        low = self._cached_simulation(vi, z)
+        if s.noise == "insert":
+            from medattn.denoise.simulate import apply_kernel
+
+            # the noise is reconstructed once with the ramp filter; each kernel is applied to it in
+            # the image domain (exact in the continuous limit, see apply_kernel): kernels cost no FBP
+            low = np.stack([low if f == "ramp" else apply_kernel(low, c) for f, c in s.kernel_list])
+        self._low[key] = low
+        return low
+
+    def _cached_simulation(self, vi: int, z: int) -> np.ndarray:
+        """The simulation of one slice, from the disk cache when there: the low-dose slice, or its ramp noise."""
+        s = self.settings
+        shape = self.volumes[vi].hu[z].shape
         path = self._cache_file(vi, z)
         if path is not None and path.is_file():
             try:
                 low = np.load(path)
             except (OSError, ValueError):
                 low = None
-            if low is not None and low.shape == self.volumes[vi].hu[z].shape:
-                self._low[key] = low
+            if low is not None and low.shape == shape:
                 return low
-        from medattn.denoise.simulate import simulate_low_dose
+        from medattn.denoise.simulate import simulate_low_dose, simulate_noise
 
-        vol, s = self.volumes[vi], self.settings
-        low = simulate_low_dose(vol.hu[z], s.dose, i0=s.i0, electronic_noise=s.electronic_noise,
-                                pixel_size_mm=float(np.sqrt(vol.spacing[0] * vol.spacing[1])),
-                                n_angles=s.n_angles, filter_name=s.filter_name,
-                                seed=_slice_seed(self.seed, vol.name, z, s))
+        vol = self.volumes[vi]
+        common = {"i0": s.i0, "electronic_noise": s.electronic_noise,
+                  "pixel_size_mm": float(np.sqrt(vol.spacing[0] * vol.spacing[1])), "n_angles": s.n_angles,
+                  "seed": _slice_seed(self.seed, vol.name, z, s)}
+        if s.noise == "reconstruct":
+            low = simulate_low_dose(vol.hu[z], s.dose, filter_name=s.filter_name, cutoff=s.cutoff, **common)
+        else:
+            low = simulate_noise(vol.hu[z], s.dose, kernels=(("ramp", 1.0),), **common)[0]
         if path is not None:
             from medattn.utils.fileio import atomic_path
 
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, low)
-        self._low[key] = low
         return low
 
     def prepare(self, progress: bool = True) -> None:
@@ -375,7 +436,7 @@ class LDCTPairs:
 
         items = track(self.index, description="simulating low dose") if progress else self.index
         for vi, z in items:
-            self.low_dose(vi, z)
+            self._simulated(vi, z)
 
     # dataset protocol ---------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -401,18 +462,30 @@ class LDCTPairs:
         else:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             j = int(rng.integers(len(self.index)))
-            low_full, clean_full, sid = self.pair(j)
+            vi, z = self.index[j]
+            clean_full = self.volumes[vi].hu[z]
             p = self.patch_size
             h, w = clean_full.shape
             y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-            low, clean = low_full[y : y + p, x : x + p], clean_full[y : y + p, x : x + p]
+            clean = clean_full[y : y + p, x : x + p]
+            s = self.settings
+            if s.noise == "insert":
+                noise = self._simulated(vi, z)
+                k = int(rng.integers(noise.shape[0])) if noise.shape[0] > 1 else 0
+                scale = 1.0
+                if s.dose_range is not None:
+                    d = float(np.exp(rng.uniform(np.log(s.dose_range[0]), np.log(s.dose_range[1]))))
+                    scale = float(np.sqrt(s.dose / d))
+                low = clean + scale * noise[k, y : y + p, x : x + p]
+            else:
+                low = self._simulated(vi, z)[y : y + p, x : x + p]
             if self.augment:
                 k = int(rng.integers(4))
                 flip = bool(rng.integers(2))
                 low, clean = np.rot90(low, k), np.rot90(clean, k)
                 if flip:
                     low, clean = low[:, ::-1], clean[:, ::-1]
-            sid = f"{sid}@{y},{x}"
+            sid = f"{self.volumes[vi].name}/{z:04d}@{y},{x}"
         from medattn.models.ldct_denoisers import HU_SCALE
 
         return {
@@ -446,20 +519,77 @@ class LDCTDataOptions(BaseModel):
                                    description="roles of the training volumes (CT_SOURCES or volumes)")
     val_roles: list[str] = Field(default_factory=lambda: ["val"], description="roles of the validation volumes "
                                                                                   "(full slices; [] = none)")
-    dose: float = Field(0.25, gt=0.0, le=1.0, description="simulated dose fraction")
+    train_names: list[str] | None = Field(None, description="train on these volumes (CT_SOURCES or volumes names) "
+                                                            "instead of those with train_roles")
+    dose: float | tuple[float, float] = Field(0.25, description="simulated dose fraction, or a [low, high] range "
+                                                                "drawn log-uniformly per patch (needs noise: insert)")
     i0: float = Field(2.0e6, gt=0.0, description="incident photons per ray at full dose")
+    noise: str = Field("reconstruct", pattern="^(reconstruct|insert)$",
+                       description="reconstruct the low-dose slice, or insert projection-domain noise into "
+                                   "the normal-dose slice (the AAPM/Mayo way)")
+    kernels: list[tuple[str, float]] = Field(default_factory=lambda: [("ramp", 1.0)],
+                                             description="reconstruction kernels [filter, cutoff] (ramp | hann); "
+                                                         "several are drawn per patch (needs noise: insert)")
+    electronic_noise: float = Field(0.0, ge=0.0, description="Gaussian electronic noise (SD, counts)")
     patch_size: int = Field(64, ge=8, description="training patch side (also the card's input size)")
     patches_per_epoch: int = Field(2048, ge=1, description="random patches per epoch (= one epoch's length)")
     slice_step: int = Field(2, ge=1, description="use every n-th slice")
     min_slice_size: int = Field(0, ge=0, description="skip slices smaller than this on either side")
-    spacing: float | None = Field(None, gt=0.0, description="resample volumes in-plane to this pixel size (mm) "
-                                                            "before simulating (the grid the model will be used on)")
+    spacing: float | tuple[float, float] | None = Field(
+        None, description="resample volumes in-plane to this pixel size (mm) before simulating (the grid the model "
+                          "will be used on), or a [low, high] range: spacing_levels grids share the slices out")
+    spacing_levels: int = Field(3, ge=1, description="grids evenly spread over a spacing range")
+    val_pairs: Path | None = Field(None, description="folder of real low/normal-dose pairs (*_quarter_hu.npy + "
+                                                      "*_full_hu.npy) to validate on instead of simulated val_roles")
+    val_pairs_spacing: float = Field(0.7421875, gt=0.0, description="pixel size (mm) of the val_pairs slices")
     cache_dir: Path | None = Field(Path("runs/ldct_cache"), description="simulated slices kept as .npy "
                                                                          "(null = memory only)")
     data_root: Path | None = Field(None, description="root of CT_SOURCES (default: ../shared/data)")
     volumes: list[VolumeSpec] | None = Field(None, description="your own CT volumes instead of CT_SOURCES")
     seed: int = Field(0, description="seed of the simulated noise (fixed, so the cache is shared between runs)")
     window: tuple[float, float] = Field((40.0, 400.0), description="HU window (center, width) of val_psnr")
+
+
+    @field_validator("dose", "spacing")
+    @classmethod
+    def _positive(cls, v: Any, info: ValidationInfo) -> Any:
+        values = v if isinstance(v, tuple) else (v,)
+        if any(x is not None and x <= 0 for x in values):
+            raise ValueError("must be positive")
+        if info.field_name == "dose" and max(values) > 1:
+            raise ValueError("dose fractions are at most 1")
+        if isinstance(v, tuple) and v[0] > v[1]:
+            raise ValueError(f"range [{v[0]}, {v[1]}] must be [low, high]")
+        return v
+
+    @model_validator(mode="after")
+    def _insert_for_ranges(self) -> LDCTDataOptions:
+        if self.noise != "insert" and (isinstance(self.dose, tuple) or len(self.kernels) > 1):
+            raise ValueError("a dose range or several kernels need noise: insert")
+        for f, c in self.kernels:
+            if f not in ("ramp", "hann") or not 0 < c <= 16:
+                raise ValueError(f"kernel [{f}, {c}]: filter is ramp or hann, cutoff in (0, 16]")
+        return self
+
+    def simulation(self) -> SimulationSettings:
+        """The simulation these options describe (the reference dose of a range is its geometric mean)."""
+        rng = self.dose if isinstance(self.dose, tuple) else None
+        dose = float(np.sqrt(rng[0] * rng[1])) if rng else float(self.dose)
+        kernels = tuple((f, float(c)) for f, c in self.kernels)
+        if self.noise == "reconstruct":
+            return SimulationSettings(dose=dose, i0=self.i0, electronic_noise=self.electronic_noise,
+                                      filter_name=kernels[0][0], cutoff=kernels[0][1])
+        return SimulationSettings(dose=dose, i0=self.i0, electronic_noise=self.electronic_noise, noise="insert",
+                                  dose_range=rng, kernels=kernels)
+
+    def grids(self) -> list[float] | None:
+        """The pixel sizes (mm) volumes are resampled to (None: native grids)."""
+        if self.spacing is None:
+            return None
+        if not isinstance(self.spacing, tuple):
+            return [float(self.spacing)]
+        lo, hi = self.spacing
+        return [float(v) for v in np.linspace(lo, hi, self.spacing_levels)] if hi > lo else [float(lo)]
 
 
 #: losses that make sense for image-to-image training
@@ -498,11 +628,86 @@ def ldct_options(options: dict[str, Any]) -> LDCTDataOptions:
         raise ConfigError(condense(exc, prefix="data.options.")) from None
 
 
-def _role_volumes(o: LDCTDataOptions, roles: Sequence[str]) -> list[CTVolume]:
+def _role_volumes(o: LDCTDataOptions, roles: Sequence[str], *, many_grids: bool = True,
+                  names: Sequence[str] | None = None) -> list[CTVolume]:
+    """The volumes with ``roles`` (or ``names``), resampled to the options' grid(s).
+
+    With a spacing range each volume is resampled to every grid and the copies share its
+    slices out (copy ``k`` takes every ``k``-th used slice; a volume with fewer used slices than
+    grids gives all of them to every copy). ``many_grids=False`` keeps the middle grid only.
+    """
+    grids = o.grids()
+    if grids is not None and not many_grids:
+        grids = [grids[len(grids) // 2]]
     if o.volumes is None:
-        return collection(roles, o.data_root, spacing=o.spacing)
-    return [_load_with_role(v.path, name=v.name, group=v.group, anatomy=v.anatomy, role=v.role, spacing=o.spacing)
-            for v in o.volumes if v.role in roles]
+        base = collection(None if names is not None else roles, o.data_root)
+    else:
+        base = [_load_with_role(v.path, name=v.name, group=v.group, anatomy=v.anatomy, role=v.role, spacing=None)
+                for v in o.volumes if names is not None or v.role in roles]
+    if names is not None:
+        missing = sorted(set(names) - {v.name for v in base})
+        if missing:
+            raise ConfigError(f"data.options.train_names: no CT volume named {missing} (is ../shared/data there?)")
+        base = [v for v in base if v.name in names]
+    if grids is None:
+        return base
+    out = []
+    for vol in base:
+        used = len(range(0, vol.n_slices, o.slice_step))
+        for k, g in enumerate(grids):
+            copy = resample_inplane(vol, g)
+            if len(grids) > 1:
+                copy = CTVolume(name=f"{vol.name}@{g:.3g}mm", hu=copy.hu, spacing=copy.spacing, source=vol.source,
+                                group=vol.group, anatomy=vol.anatomy, meta=dict(copy.meta))
+                if used >= len(grids):
+                    copy.meta.update(z_offset=k, z_stride=len(grids))
+            copy.meta["role"] = vol.meta.get("role", "")
+            out.append(copy)
+    return out
+
+
+class RealLDCTPairs:
+    """Real (low-dose, normal-dose) slice pairs for validation: ``<id>_quarter_hu.npy`` + ``<id>_full_hu.npy``.
+
+    The AAPM/Mayo layout of ``../shared/data/ct/mayo-l506-real``. Items are full slices in the
+    models' units (``HU / 1000``), like :class:`LDCTPairs` in ``"slice"`` mode.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], spacing: float) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MedattnIOError(folder, "no such folder of real low/normal-dose pairs")
+        self.folder, self.spacing = folder, float(spacing)
+        self.ids = sorted(p.name.removesuffix("_full_hu.npy") for p in folder.glob("*_full_hu.npy")
+                          if (folder / p.name.replace("_full_hu", "_quarter_hu")).is_file())
+        if not self.ids:
+            raise MedattnIOError(folder, "no *_full_hu.npy with a matching *_quarter_hu.npy")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """``(low_hu, normal_hu, id)`` of pair ``i``."""
+        sid = self.ids[i]
+        arrays = []
+        for kind in ("quarter", "full"):
+            path = self.folder / f"{sid}_{kind}_hu.npy"
+            a = np.load(path).astype(np.float32)
+            if a.ndim != 2 or not np.isfinite(a).all():
+                raise MedattnIOError(path, f"expected one finite HU slice, got shape {a.shape}")
+            arrays.append(a)
+        if arrays[0].shape != arrays[1].shape:
+            raise MedattnIOError(self.folder / sid, f"quarter {arrays[0].shape} and full {arrays[1].shape} differ")
+        return arrays[0], arrays[1], sid
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        from medattn.models.ldct_denoisers import HU_SCALE
+
+        low, clean, sid = self.pair(i)
+        return {"image": torch.from_numpy(low[None] / HU_SCALE), "target": torch.from_numpy(clean[None] / HU_SCALE),
+                "id": sid}
 
 
 def build_ldct(cfg: Any) -> Any:
@@ -530,12 +735,12 @@ def build_ldct(cfg: Any) -> Any:
         for v in o.volumes:
             if not v.path.exists():
                 raise ConfigError(f"data.options.volumes: {v.path}: no such file or folder")
-    settings = SimulationSettings(dose=o.dose, i0=o.i0)
-    train_vols = _role_volumes(o, o.train_roles)
+    settings = o.simulation()
+    train_vols = _role_volumes(o, o.train_roles, names=o.train_names)
     if not train_vols:
         where = "data.options.volumes" if o.volumes is not None else "CT_SOURCES (is ../shared/data there?)"
         raise ConfigError(f"data.options.train_roles: no CT volume with roles {o.train_roles} in {where}")
-    val_vols = _role_volumes(o, o.val_roles) if o.val_roles else []
+    val_vols = _role_volumes(o, o.val_roles, many_grids=False) if o.val_roles and o.val_pairs is None else []
     overlap = {v.group for v in train_vols} & {v.group for v in val_vols}
     if overlap:
         raise ConfigError(f"data.options: scans {sorted(overlap)} are in both training and validation")
@@ -544,12 +749,22 @@ def build_ldct(cfg: Any) -> Any:
                       patches_per_epoch=o.patches_per_epoch, slice_step=o.slice_step, cache_dir=o.cache_dir,
                       min_size=o.min_slice_size)
     train.prepare(progress=progress)
-    val = None
-    if val_vols:
+    val: Any = None
+    if o.val_pairs is not None:
+        try:
+            val = RealLDCTPairs(o.val_pairs, o.val_pairs_spacing)
+        except MedattnIOError as exc:
+            raise ConfigError(f"data.options.val_pairs: {exc}") from None
+    elif val_vols:
         val = LDCTPairs(val_vols, "slice", settings, seed=o.seed, cache_dir=o.cache_dir)
         val.prepare(progress=progress)
+    simulation: dict[str, Any] = {"dose": o.dose, "i0": o.i0, "spacing_mm": o.spacing}
+    if o.noise == "insert" or o.kernels != [("ramp", 1.0)] or o.electronic_noise:
+        simulation.update(noise=o.noise, kernels=[list(k) for k in o.kernels], electronic_noise=o.electronic_noise)
     card = {"normalisation": "HU / 1000", "predicts": "clean image (residual: input - noise)",
-            "simulation": {"dose": o.dose, "i0": o.i0, "spacing_mm": o.spacing},
-            "volumes": {"train": [v.name for v in train_vols], "val": [v.name for v in val_vols]}}
+            "simulation": simulation,
+            "volumes": {"train": [v.name for v in train_vols],
+                        "val": [v.name for v in val_vols] if o.val_pairs is None else
+                        [f"real:{o.val_pairs.name}/{i}" for i in val.ids]}}
     return DataBundle(train=train, val=val, target_key="target", val_batch_size=1,
                       scores=ct_window_scores(o.window), input_size=(o.patch_size, o.patch_size), card=card)
