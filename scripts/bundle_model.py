@@ -409,13 +409,15 @@ def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpo
                f"no row was evaluated on these weights; run `python benchmarks/ldct_eval.py --run LABEL={weights} ...`")
         raise SystemExit(f"error: {results}: no held-out results for {weights} (sha256 {digest[:16]}...): {why}")
     label = labels[0]
-    agree("dose", res["dose"], run_card["simulation"]["dose"], results)
+    real = res["dose"] == "real"
+    if not real:
+        agree("dose", res["dose"], run_card["simulation"]["dose"], results)
     base = "low-dose input"
     if base not in summary or len(per_slice.get(label, [])) != len(per_slice.get(base, [])):
         raise SystemExit(f"error: {results}: the low-dose input row is missing or measured on other slices than {label!r}")
 
     def scores(d: dict[str, Any]) -> dict[str, float]:
-        return {k: round(float(d[k]), 4) for k in ("psnr", "ssim", "rmse_hu")}
+        return {k: round(float(d[k]), 4) for k in ("psnr", "ssim", "rmse_hu", "rmse_body_hu") if k in d}
 
     row = summary[label]
     return {
@@ -423,9 +425,13 @@ def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpo
         "definitions": {"psnr": "dB in the HU window {center:g}/{width:g} (both images clipped to it, its width as "
                                 "the data range), mean over the held-out slices".format(**res["window"]),
                         "ssim": "SSIM in the same window", "rmse_hu": "RMSE in HU over the whole slice",
-                        "low_dose_input": "the same scores of the simulated low-dose input (no denoising)",
+                        "rmse_body_hu": "RMSE in HU inside the body (normal-dose slice above -500 HU, holes filled)",
+                        "low_dose_input": "the same scores of the " + ("real quarter-dose" if real else
+                                                                         "simulated low-dose") + " input (no denoising)",
                         "per_slice": "each held-out slice's scores, input_* for the low-dose input"},
         "dose": res["dose"], "window": res["window"], "test_volume": rel(res["test_volume"]),
+        **({"spacing_mm": res.get("spacing_mm"), "resampling": res.get("resampling"),
+            "test_kind": "real AAPM/Mayo quarter-dose slices against their full-dose slices"} if real else {}),
         "test": {"slices": len(per_slice[label]), **scores(row),
                  "psnr_gain_db": round(row["psnr"] - summary[base]["psnr"], 4),
                  "seconds_per_slice": round(row["seconds"], 3), "machine": res.get("machine"),
@@ -496,16 +502,21 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
         "normalisation": run_card.get("normalisation"),
         "predicts": run_card.get("predicts"),
         "data": {"kind": "ldct", "in_channels": 1, "volumes": sources,
-                 "simulation": {**run_card["simulation"], "method": "projection domain (Poisson counts, FBP; "
-                                "medattn.denoise.simulate), normal-dose slices as targets"},
+                 "simulation": {**run_card["simulation"], "method": (
+                     "projection-domain noise insertion into the normal-dose slices (Poisson counts, FBP of the "
+                     "noise; medattn.denoise.simulate.simulate_noise), normal-dose slices as targets"
+                     if o.noise == "insert" else "projection domain (Poisson counts, FBP; "
+                     "medattn.denoise.simulate), normal-dose slices as targets")},
                  "patch_size": o.patch_size, "patches_per_epoch": o.patches_per_epoch, "slice_step": o.slice_step,
-                 "augment": ["random 90-degree turns", "horizontal flips"]},
+                 "augment": ["random 90-degree turns", "horizontal flips"]
+                 + ([f"pixel size drawn in {list(o.patch_spacing)} mm per patch"] if o.patch_spacing else [])},
         "split": {"protocol": "by volume: scans (groups) never straddle parts (medattn.denoise.data.CT_SOURCES roles)",
                   "train_roles": o.train_roles, "val_roles": o.val_roles, "train": vols["train"], "val": vols["val"],
                   "test": test, "held_out_slices": [r["id"] for r in metrics["per_slice"]]},
         "epochs": epochs,
         "checkpoint": {"tag": args.checkpoint, "epoch": run_card.get("epoch"),
-                       "selected_on": f"{cfg['train']['monitor']} (full slices of the validation volumes)"
+                       "selected_on": f"{cfg['train']['monitor']} (full slices of the validation "
+                                      f"{'pairs' if o.val_pairs else 'volumes'})"
                        if args.checkpoint == "best" else "none (last epoch)"},
         "training": {**engine_training(cfg), "init": init},
         **({"pretraining": pretraining} if pretraining else {}),

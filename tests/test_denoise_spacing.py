@@ -161,3 +161,14 @@ def test_copy_of_series_keeps_file_names(tmp_path, run_cli, grid_model) -> None:
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "o" / "series").iterdir()) == ["s0.dcm", "s1.dcm"]
     assert "(2 slices)" in out
+
+
+def test_dicom_without_rescale_is_warned_about(tmp_path, run_cli, grid_model) -> None:
+    path = _dicom_at(tmp_path, GRID_MM)
+    ds = pydicom.dcmread(path)
+    del ds.RescaleIntercept
+    del ds.RescaleSlope
+    ds.save_as(path)
+    code, _, err = run_cli("denoise", "--model", grid_model, path, "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "warning:" in err and f"{path}: no RescaleIntercept: stored values taken as HU" in err

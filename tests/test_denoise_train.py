@@ -200,8 +200,8 @@ def test_ldct_configs_are_engine_configs() -> None:
     assert names == ["ldct_cadn.yaml", "ldct_cadn_finetune.yaml", "ldct_cadn_pretrain.yaml",
                      "ldct_cadn_small.yaml", "ldct_dncnn.yaml", "ldct_redcnn.yaml"]
     blind = ldct_options(load_config(REPO / "configs" / "ldct_cadn_blind.yaml", check_paths=False).data.options)
-    assert blind.noise == "insert" and blind.dose == (0.015, 0.5) and blind.spacing == (0.6, 1.0)
-    assert blind.grids() == pytest.approx([0.6, 0.7, 0.8, 0.9, 1.0]) and len(blind.kernels) == 3
+    assert blind.noise == "insert" and blind.dose == (0.015, 0.5) and blind.patch_spacing == (0.6, 1.0)
+    assert blind.trained_grid() == (0.6, 1.0) and blind.spacing == 0.7421875 and len(blind.kernels) == 3
     assert blind.val_pairs is not None and "ts_dicom" in blind.train_names
     for name in names:
         cfg = load_config(REPO / "configs" / name, check_paths=False)
@@ -247,17 +247,14 @@ def test_blind_options_insert_noise_over_dose_kernel_and_grid_ranges(ct_volumes,
 
     pairs = _real_pairs(tmp_path / "real")
     cfg = load_config(_config(tmp_path, ct_volumes), [
-        "data.options.noise=insert", "data.options.dose=[0.05,0.5]", "data.options.spacing=[0.8,1.2]",
-        "data.options.spacing_levels=2", "data.options.kernels=[[hann,1.0],[hann,1.5]]",
+        "data.options.noise=insert", "data.options.dose=[0.05,0.5]", "data.options.patch_spacing=[0.5,2.0]",
+        "data.options.kernels=[[hann,1.0],[hann,1.5]]", "data.options.spacing=1.2",
         f"data.options.val_pairs={pairs}", "data.options.val_pairs_spacing=0.7"])
     bundle = build_ldct(cfg)
     vols = bundle.train.volumes
-    assert [v.spacing for v in vols] == [(0.8, 0.8), pytest.approx((1.2, 1.2))] and vols[0].hu.shape[1:] == (60, 60)
-    assert {v.name for v in vols} == {"train@0.8mm", "train@1.2mm"} and len({v.group for v in vols}) == 1
-    used = sorted((vols[vi].name, z) for vi, z in bundle.train.index)
-    assert used == [("train@0.8mm", 0), ("train@0.8mm", 2), ("train@1.2mm", 1)]  # copies share the 3 slices
+    assert [v.spacing for v in vols] == [pytest.approx((1.2, 1.2))] and vols[0].hu.shape[1:] == (40, 40)
     noise = bundle.train._simulated(0, 0)
-    assert noise.shape == (2, 60, 60) and noise[0].std() < noise[1].std()  # hann 1.0 is the smoother kernel
+    assert noise.shape == (2, 40, 40) and noise[0].std() < noise[1].std()  # hann 1.0 is the smoother kernel
     # patches: target + scaled noise; the noise level varies from patch to patch (dose range)
     levels = []
     for i in range(8):
@@ -266,12 +263,14 @@ def test_blind_options_insert_noise_over_dose_kernel_and_grid_ranges(ct_volumes,
     assert max(levels) > 2 * min(levels) > 0
     assert isinstance(bundle.val, RealLDCTPairs) and len(bundle.val) == 2
     assert bundle.val[0]["image"].shape == (1, 40, 40)
-    assert bundle.card["simulation"]["noise"] == "insert" and bundle.card["simulation"]["spacing_mm"] == (0.8, 1.2)
+    sim = bundle.card["simulation"]
+    assert sim["noise"] == "insert" and sim["spacing_mm"] == (0.5, 2.0) and sim["simulated_at_mm"] == 1.2
     assert bundle.card["volumes"]["val"] == ["real:real/P_000", "real:real/P_001"]
 
 
 def test_blind_options_are_checked(ct_volumes, tmp_path) -> None:
     for override, message in (("data.options.dose=[0.5,0.1]", r"must be \[low, high\]"),
+                              ("data.options.patch_spacing=[0.6,1.0]", r"patch_spacing range need noise: insert"),
                               ("data.options.dose=[0.1,0.5]", r"need noise: insert"),
                               ("data.options.kernels=[[sharp,1.0]]", r"filter is ramp or hann"),
                               ("data.options.val_pairs=/no/such/folder", r"val_pairs: .*no such folder"),
@@ -292,3 +291,20 @@ def test_engine_validates_on_real_pairs(ct_volumes, tmp_path) -> None:
     assert "val_psnr" in header and len(rows) == 3
     # the validation score is the window PSNR of the untouched low-dose slices' denoised versions
     assert all(float(r.split(",")[header.index("val_psnr")]) > 10 for r in rows[1:])
+
+
+def test_patch_spacing_resamples_clean_and_noisy_alike(ct_volumes, tmp_path) -> None:
+    """A patch drawn at a coarser pixel size covers more of the slice and keeps noisy - clean = resampled noise."""
+    from medattn.denoise.data import LDCTPairs, SimulationSettings, load_ct
+
+    vol = load_ct(ct_volumes["train"])
+    settings = SimulationSettings(dose=0.25, i0=1e5, n_angles=48, noise="insert")
+    plain = LDCTPairs([vol], "patch", settings, patch_size=16, patches_per_epoch=4, augment=False)
+    coarse = LDCTPairs([vol], "patch", settings, patch_size=16, patches_per_epoch=4, augment=False,
+                       patch_spacing=(2.4, 2.4))  # 1.2 mm slices: 32 px squares shrunk to 16
+    a, b = plain[0], coarse[0]
+    assert a["image"].shape == b["image"].shape == (1, 16, 16)
+    # shrinking averages the noise: a coarser grid has less noise per pixel
+    assert float((b["image"] - b["target"]).std()) < 0.8 * float((a["image"] - a["target"]).std())
+    with pytest.raises(ValueError, match="patch_spacing needs noise='insert'"):
+        LDCTPairs([vol], "patch", SimulationSettings(), patch_size=16, patch_spacing=(1.0, 2.0))

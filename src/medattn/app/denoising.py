@@ -95,5 +95,9 @@ def denoise_case(data: Any, model: str, user_models: dict[str, Path], inputs: li
             "noise SD after (HU, estimated)": round(estimate_noise_hu(after[k]), 1),
             "denoiser": description,
         }
+    if getattr(fn, "notes", None):
+        # what was done about the pixel spacing (resampled to the model's grid, or unknown), without paths
+        res.results.setdefault("metrics", {})["pixel spacing"] = "; ".join(
+            f"{m.split(': ', 1)[-1]} ({n} slice{'s' if n != 1 else ''})" for m, n in fn.notes.items())
     res.results["shown_slice"] = k
     return res, after

@@ -32,6 +32,6 @@ def register(app: typer.Typer) -> None:
         notes: Counter[str] = Counter()
         n = denoise_paths(model, inputs, out, force=force, dose=dose, window=window, spacing=spacing, notes=notes)
         for message, count in notes.items():
-            prefix = "warning: " if "unknown" in message else ""
+            prefix = "warning: " if "unknown" in message or "no RescaleIntercept" in message else ""
             typer.echo(f"{prefix}{message} ({count} slice{'s' if count != 1 else ''})", err=bool(prefix))
         typer.echo(f"denoised {n} slice(s) into {out}")

@@ -282,6 +282,12 @@ def _dicom_job(files: list[Path], out_dir: Path, force: bool, description: str,
     def run(fn: Callable[[np.ndarray], np.ndarray], tick: Callable[[], None]) -> None:
         for f, hdr in zip(files, headers, strict=True):
             data = read_image(f)
+            if "RescaleIntercept" not in hdr and isinstance(fn, Denoiser | _SimulateFirst):
+                # without a rescale the stored values may not be HU (often HU + 1024): say so
+                denoiser = fn if isinstance(fn, Denoiser) else fn.denoiser
+                median = float(np.median(data.array))
+                denoiser.notes[f"{f}: no RescaleIntercept: stored values taken as HU (median {median:.0f}; "
+                               "soft tissue should be near 40)"] += 1
             if data.array.ndim != 2:
                 raise MedattnIOError(f, f"expected one gray slice, got shape {data.array.shape} "
                                         "(multi-frame or colour DICOM is not supported)")

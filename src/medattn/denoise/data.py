@@ -325,6 +325,17 @@ def _slice_seed(seed: int, name: str, z: int, settings: SimulationSettings) -> i
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def _resize_pair(low: np.ndarray, clean: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both squares resized to ``size`` (bilinear; antialiased when shrinking)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.stack([low, clean]).astype(np.float32))[:, None]
+    with torch.no_grad():
+        out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=size < low.shape[0])
+    return out[0, 0].numpy(), out[1, 0].numpy()
+
+
 class LDCTPairs:
     """Simulated (low-dose, normal-dose) pairs from CT volumes; a torch-style map dataset.
 
@@ -338,14 +349,23 @@ class LDCTPairs:
         cache_dir: keep simulated slices as ``.npy`` files there, reused across runs.
         augment: random flips / 90-degree turns of patches.
         min_size: skip slices smaller than this on either side (e.g. to train on full-resolution CT only).
+        patch_spacing: ``(low, high)`` mm: each patch is cut from a square of ``patch_size x s / spacing``
+            pixels and resized (clean and noisy alike, bilinear, antialiased when shrinking) to
+            ``patch_size``, for a pixel size ``s`` drawn uniformly in the range. The inserted noise is a
+            field of fixed texture in cycles/mm (set by the kernel, as on a scanner, where the
+            reconstruction grid only samples it), so resampling it gives that grid's noise.
     """
 
     def __init__(self, volumes: Sequence[CTVolume], mode: str = "patch", settings: SimulationSettings | None = None,
                  *, seed: int = 0, patch_size: int = 64, patches_per_epoch: int = 4096, slice_step: int = 1,
                  min_body_fraction: float = 0.05, cache_dir: str | os.PathLike[str] | None = None,
-                 augment: bool = True, progress: bool = False, min_size: int = 0) -> None:
+                 augment: bool = True, progress: bool = False, min_size: int = 0,
+                 patch_spacing: tuple[float, float] | None = None) -> None:
         if mode not in ("patch", "slice"):
             raise ValueError(f"mode must be 'patch' or 'slice', got {mode!r}")
+        if patch_spacing is not None and (settings is None or settings.noise != "insert"):
+            raise ValueError("patch_spacing needs noise='insert' (the noise field is resampled with the image)")
+        self.patch_spacing = patch_spacing
         self.volumes = list(volumes)
         self.mode = mode
         self.settings = settings or SimulationSettings()
@@ -357,9 +377,7 @@ class LDCTPairs:
         self.epoch = 0
         self.index: list[tuple[int, int]] = []
         for vi, vol in enumerate(self.volumes):
-            # copies of one volume on several grids (spacing ranges) share its slices out
-            start, stride = int(vol.meta.get("z_offset", 0)), int(vol.meta.get("z_stride", 1))
-            for z in range(start * max(1, slice_step), vol.n_slices, max(1, slice_step) * stride):
+            for z in range(0, vol.n_slices, max(1, slice_step)):
                 sl = vol.hu[z]
                 if (mode == "patch" and min(sl.shape) < self.patch_size) or min(sl.shape) < min_size:
                     continue
@@ -463,11 +481,16 @@ class LDCTPairs:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             j = int(rng.integers(len(self.index)))
             vi, z = self.index[j]
-            clean_full = self.volumes[vi].hu[z]
+            vol = self.volumes[vi]
+            clean_full = vol.hu[z]
             p = self.patch_size
             h, w = clean_full.shape
-            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-            clean = clean_full[y : y + p, x : x + p]
+            side = p
+            if self.patch_spacing is not None:
+                target = float(rng.uniform(*self.patch_spacing))
+                side = min(h, w, max(8, round(p * target / float(np.sqrt(vol.spacing[0] * vol.spacing[1])))))
+            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+            clean = clean_full[y : y + side, x : x + side]
             s = self.settings
             if s.noise == "insert":
                 noise = self._simulated(vi, z)
@@ -476,9 +499,11 @@ class LDCTPairs:
                 if s.dose_range is not None:
                     d = float(np.exp(rng.uniform(np.log(s.dose_range[0]), np.log(s.dose_range[1]))))
                     scale = float(np.sqrt(s.dose / d))
-                low = clean + scale * noise[k, y : y + p, x : x + p]
+                low = clean + scale * noise[k, y : y + side, x : x + side]
             else:
-                low = self._simulated(vi, z)[y : y + p, x : x + p]
+                low = self._simulated(vi, z)[y : y + side, x : x + side]
+            if side != p:
+                low, clean = _resize_pair(low, clean, p)
             if self.augment:
                 k = int(rng.integers(4))
                 flip = bool(rng.integers(2))
@@ -535,10 +560,11 @@ class LDCTDataOptions(BaseModel):
     patches_per_epoch: int = Field(2048, ge=1, description="random patches per epoch (= one epoch's length)")
     slice_step: int = Field(2, ge=1, description="use every n-th slice")
     min_slice_size: int = Field(0, ge=0, description="skip slices smaller than this on either side")
-    spacing: float | tuple[float, float] | None = Field(
-        None, description="resample volumes in-plane to this pixel size (mm) before simulating (the grid the model "
-                          "will be used on), or a [low, high] range: spacing_levels grids share the slices out")
-    spacing_levels: int = Field(3, ge=1, description="grids evenly spread over a spacing range")
+    spacing: float | None = Field(None, gt=0.0, description="resample volumes in-plane to this pixel size (mm) "
+                                                            "before simulating (the grid the model will be used on)")
+    patch_spacing: tuple[float, float] | None = Field(
+        None, description="[low, high] mm: each training patch is resampled (clean and noisy alike) to a pixel size "
+                          "drawn in this range, so one model serves those grids (needs noise: insert)")
     val_pairs: Path | None = Field(None, description="folder of real low/normal-dose pairs (*_quarter_hu.npy + "
                                                       "*_full_hu.npy) to validate on instead of simulated val_roles")
     val_pairs_spacing: float = Field(0.7421875, gt=0.0, description="pixel size (mm) of the val_pairs slices")
@@ -550,7 +576,7 @@ class LDCTDataOptions(BaseModel):
     window: tuple[float, float] = Field((40.0, 400.0), description="HU window (center, width) of val_psnr")
 
 
-    @field_validator("dose", "spacing")
+    @field_validator("dose", "patch_spacing")
     @classmethod
     def _positive(cls, v: Any, info: ValidationInfo) -> Any:
         values = v if isinstance(v, tuple) else (v,)
@@ -564,8 +590,8 @@ class LDCTDataOptions(BaseModel):
 
     @model_validator(mode="after")
     def _insert_for_ranges(self) -> LDCTDataOptions:
-        if self.noise != "insert" and (isinstance(self.dose, tuple) or len(self.kernels) > 1):
-            raise ValueError("a dose range or several kernels need noise: insert")
+        if self.noise != "insert" and (isinstance(self.dose, tuple) or len(self.kernels) > 1 or self.patch_spacing):
+            raise ValueError("a dose range, several kernels or a patch_spacing range need noise: insert")
         for f, c in self.kernels:
             if f not in ("ramp", "hann") or not 0 < c <= 16:
                 raise ValueError(f"kernel [{f}, {c}]: filter is ramp or hann, cutoff in (0, 16]")
@@ -582,14 +608,9 @@ class LDCTDataOptions(BaseModel):
         return SimulationSettings(dose=dose, i0=self.i0, electronic_noise=self.electronic_noise, noise="insert",
                                   dose_range=rng, kernels=kernels)
 
-    def grids(self) -> list[float] | None:
-        """The pixel sizes (mm) volumes are resampled to (None: native grids)."""
-        if self.spacing is None:
-            return None
-        if not isinstance(self.spacing, tuple):
-            return [float(self.spacing)]
-        lo, hi = self.spacing
-        return [float(v) for v in np.linspace(lo, hi, self.spacing_levels)] if hi > lo else [float(lo)]
+    def trained_grid(self) -> float | tuple[float, float] | None:
+        """The pixel size(s) in mm the model learns to denoise (the card's ``spacing_mm``)."""
+        return self.patch_spacing if self.patch_spacing is not None else self.spacing
 
 
 #: losses that make sense for image-to-image training
@@ -628,42 +649,19 @@ def ldct_options(options: dict[str, Any]) -> LDCTDataOptions:
         raise ConfigError(condense(exc, prefix="data.options.")) from None
 
 
-def _role_volumes(o: LDCTDataOptions, roles: Sequence[str], *, many_grids: bool = True,
-                  names: Sequence[str] | None = None) -> list[CTVolume]:
-    """The volumes with ``roles`` (or ``names``), resampled to the options' grid(s).
-
-    With a spacing range each volume is resampled to every grid and the copies share its
-    slices out (copy ``k`` takes every ``k``-th used slice; a volume with fewer used slices than
-    grids gives all of them to every copy). ``many_grids=False`` keeps the middle grid only.
-    """
-    grids = o.grids()
-    if grids is not None and not many_grids:
-        grids = [grids[len(grids) // 2]]
+def _role_volumes(o: LDCTDataOptions, roles: Sequence[str], names: Sequence[str] | None = None) -> list[CTVolume]:
+    """The volumes with ``roles`` (or named ``names``), resampled to ``o.spacing`` when set."""
     if o.volumes is None:
-        base = collection(None if names is not None else roles, o.data_root)
+        vols = collection(None if names is not None else roles, o.data_root, spacing=o.spacing)
     else:
-        base = [_load_with_role(v.path, name=v.name, group=v.group, anatomy=v.anatomy, role=v.role, spacing=None)
+        vols = [_load_with_role(v.path, name=v.name, group=v.group, anatomy=v.anatomy, role=v.role, spacing=o.spacing)
                 for v in o.volumes if names is not None or v.role in roles]
     if names is not None:
-        missing = sorted(set(names) - {v.name for v in base})
+        missing = sorted(set(names) - {v.name for v in vols})
         if missing:
             raise ConfigError(f"data.options.train_names: no CT volume named {missing} (is ../shared/data there?)")
-        base = [v for v in base if v.name in names]
-    if grids is None:
-        return base
-    out = []
-    for vol in base:
-        used = len(range(0, vol.n_slices, o.slice_step))
-        for k, g in enumerate(grids):
-            copy = resample_inplane(vol, g)
-            if len(grids) > 1:
-                copy = CTVolume(name=f"{vol.name}@{g:.3g}mm", hu=copy.hu, spacing=copy.spacing, source=vol.source,
-                                group=vol.group, anatomy=vol.anatomy, meta=dict(copy.meta))
-                if used >= len(grids):
-                    copy.meta.update(z_offset=k, z_stride=len(grids))
-            copy.meta["role"] = vol.meta.get("role", "")
-            out.append(copy)
-    return out
+        vols = [v for v in vols if v.name in names]
+    return vols
 
 
 class RealLDCTPairs:
@@ -740,14 +738,14 @@ def build_ldct(cfg: Any) -> Any:
     if not train_vols:
         where = "data.options.volumes" if o.volumes is not None else "CT_SOURCES (is ../shared/data there?)"
         raise ConfigError(f"data.options.train_roles: no CT volume with roles {o.train_roles} in {where}")
-    val_vols = _role_volumes(o, o.val_roles, many_grids=False) if o.val_roles and o.val_pairs is None else []
+    val_vols = _role_volumes(o, o.val_roles) if o.val_roles and o.val_pairs is None else []
     overlap = {v.group for v in train_vols} & {v.group for v in val_vols}
     if overlap:
         raise ConfigError(f"data.options: scans {sorted(overlap)} are in both training and validation")
     progress = sys.stderr.isatty()
     train = LDCTPairs(train_vols, "patch", settings, seed=o.seed, patch_size=o.patch_size,
                       patches_per_epoch=o.patches_per_epoch, slice_step=o.slice_step, cache_dir=o.cache_dir,
-                      min_size=o.min_slice_size)
+                      min_size=o.min_slice_size, patch_spacing=o.patch_spacing)
     train.prepare(progress=progress)
     val: Any = None
     if o.val_pairs is not None:
@@ -758,7 +756,9 @@ def build_ldct(cfg: Any) -> Any:
     elif val_vols:
         val = LDCTPairs(val_vols, "slice", settings, seed=o.seed, cache_dir=o.cache_dir)
         val.prepare(progress=progress)
-    simulation: dict[str, Any] = {"dose": o.dose, "i0": o.i0, "spacing_mm": o.spacing}
+    simulation: dict[str, Any] = {"dose": o.dose, "i0": o.i0, "spacing_mm": o.trained_grid()}
+    if o.patch_spacing is not None:
+        simulation["simulated_at_mm"] = o.spacing
     if o.noise == "insert" or o.kernels != [("ramp", 1.0)] or o.electronic_noise:
         simulation.update(noise=o.noise, kernels=[list(k) for k in o.kernels], electronic_noise=o.electronic_noise)
     card = {"normalisation": "HU / 1000", "predicts": "clean image (residual: input - noise)",
