@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/ldct_eval")
     ap.add_argument("--panels", default="docs/img/ldct_panels.png")
     ap.add_argument("--panel-slice", type=int, default=None, help="index (in the evaluated list) of the panel slice")
+    ap.add_argument("--crop", default=None, help="panel crop 'y,x,size' in pixels (default: the central half)")
+    ap.add_argument("--curves", default=None, help="plot each run's validation curve (its history.csv) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -173,9 +175,47 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | " + " | ".join(f"{x['psnr']:.2f} / {x['ssim']:.3f}" for x in r) + " |")
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.curves:
+        save_curves({spec.partition("=")[0]: Path(spec.partition("=")[2]).parent / "history.csv" for spec in args.run},
+                    Path(args.curves))
     if panel:
-        save_panels(panel, Path(args.panels))
+        crop = None
+        if args.crop:
+            y, x, n = (int(v) for v in args.crop.split(","))
+            crop = (slice(y, y + n), slice(x, x + n))
+        save_panels(panel, Path(args.panels), crop, title=f"{result['slices'][panel_at]}")
     return 0
+
+
+def save_curves(histories: dict[str, Path], path: Path) -> None:
+    """Validation PSNR (and training loss) per epoch of each run that has a ``history.csv``."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medattn.utils.figures import save_figure_png
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for label, hist in histories.items():
+        if not hist.is_file():
+            continue
+        rows = list(csv.DictReader(hist.open(encoding="utf-8")))
+        epochs = [int(r["epoch"]) for r in rows]
+        if rows and "val_psnr" in rows[0]:
+            a.plot(epochs, [float(r["val_psnr"]) for r in rows], marker=".", label=label)
+        if rows and "train_loss" in rows[0]:
+            b.semilogy(epochs, [float(r["train_loss"]) for r in rows], label=label)
+    a.set_xlabel("epoch")
+    a.set_ylabel("validation PSNR (dB, window 40/400)")
+    a.legend(fontsize=7)
+    b.set_xlabel("epoch")
+    b.set_ylabel("training loss (MSE, HU/1000)")
+    fig.tight_layout()
+    save_figure_png(fig, path)
+    plt.close(fig)
 
 
 def body_mask(normal_hu: np.ndarray) -> np.ndarray:
@@ -185,8 +225,9 @@ def body_mask(normal_hu: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(ndimage.binary_opening(normal_hu > -500, iterations=2))
 
 
-def save_panels(images: dict[str, np.ndarray], path: Path) -> None:
-    """One row of windowed images (input, outputs, target) and one of |output - target| maps."""
+def save_panels(images: dict[str, np.ndarray], path: Path, crop: tuple[slice, slice] | None = None,
+                title: str = "") -> None:
+    """One row of windowed images (input, outputs, target) and one of |output - target| maps, over ``crop``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,14 +241,16 @@ def save_panels(images: dict[str, np.ndarray], path: Path) -> None:
     names += [n for n in images if n not in names and n != "normal dose (target)"] + ["normal dose (target)"]
     lo, hi = WINDOW[0] - WINDOW[1] / 2, WINDOW[0] + WINDOW[1] / 2
     h, w = target.shape
-    crop = (slice(h // 4, 3 * h // 4), slice(w // 6, 5 * w // 6))
+    crop = crop or (slice(h // 4, 3 * h // 4), slice(w // 6, 5 * w // 6))
     fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names), 5.0))
+    if title:
+        fig.suptitle(title, fontsize=9)
     for k, name in enumerate(names):
         axes[0, k].imshow(images[name][crop], cmap="gray", vmin=lo, vmax=hi)
         axes[0, k].set_title(name, fontsize=8)
         if name != "normal dose (target)":
-            axes[1, k].imshow(np.abs(images[name] - target)[crop], cmap="magma", vmin=0, vmax=150)
-            axes[1, k].set_title("|output - target| (0-150 HU)", fontsize=7)
+            axes[1, k].imshow((images[name] - target)[crop], cmap="RdBu_r", vmin=-100, vmax=100)
+            axes[1, k].set_title("output - target (±100 HU)", fontsize=7)
         for r in range(2):
             axes[r, k].axis("off")
     fig.tight_layout()
