@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         split: Path | None = typer.Option(
             None, "--split",
             help="With --model: the test images, as a plain list of file names one a line "
-            "(../shared/data/splits/kvasir-seg_pranet_test.txt) or a JSON split from `medattn datasets split` "
+            "(PraNet's kvasir-seg_pranet_test.txt in ../shared/data/splits) or a JSON split from `medattn datasets split` "
             "(its test parts, only the images inside --data). Default: every labelled image of --data.",
         ),
         tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (--model)."),

@@ -15,8 +15,9 @@ from pathlib import Path
 import typer
 
 users_app = typer.Typer(
-    help="Manage accounts of the diagnosis application (stored in the database in the data directory: "
-    "~/.local/share/medattn by default, or $MEDATTN_DATA_DIR; the same --data-dir/--db as `medattn serve`).",
+    help="Manage accounts of the diagnosis application: create, list, set-password, disable, enable, delete.\n\n"
+    "The accounts are in the application's database in its data directory ($MEDATTN_DATA_DIR, else "
+    "~/.local/share/medattn on Linux); give the same --data-dir / --db as `medattn serve`.",
     no_args_is_help=True,
 )
 
