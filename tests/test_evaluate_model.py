@@ -118,3 +118,11 @@ def test_readme_evaluate_example_reproduces_the_bundled_card(run_cli, shared_dat
     assert result["meanIoU"] == pytest.approx(expected["meanIoU"], abs=5e-4)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"meanDice {result['meanDice']:.3f} Kvasir-100" in readme
+
+
+def test_progress_bars_on_a_terminal(run_cli, checkpoint, monkeypatch):
+    """On a terminal (forced here) prediction and scoring each show a bar; in a pipe nothing (no empty lines)."""
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats stderr as a terminal
+    code, _, err = run_cli("evaluate", "--model", checkpoint, "--data", SAMPLES)
+    assert code == 0, err
+    assert "predict" in err and "6/6" in err and "scoring tiny" in err
