@@ -201,6 +201,10 @@ def test_unreadable_file_is_named_and_the_rest_scored(run_cli, tmp_path, workers
     assert len(warnings) == 2 and "im3.png" in warnings[0] + warnings[1] and "im7.png" in warnings[0] + warnings[1]
     assert "error: 2 of 10 pairs could not be read" in stderr
     assert "" not in stderr.splitlines()
+    # the library is strict unless asked to skip: a benchmark must not lose images silently
+    with pytest.raises(MedattnError, match=r"im3\.png.*and 1 more pairs"):
+        evaluate_folders(pred, gt, workers=workers)
+    assert len(evaluate_folders(pred, gt, workers=workers, skip_unreadable=True).skipped) == 2
 
 
 def test_no_empty_lines_on_stderr(run_cli, tmp_path):

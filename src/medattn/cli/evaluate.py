@@ -86,7 +86,8 @@ def register(app: typer.Typer) -> None:
             if model is None or data is None:
                 raise MedattnError("--model and --data go together")
             result = _model_result(model, data, split, out, tta, name=name, pred_type=pred_type,
-                                   workers=workers, progress=True, log=lambda line: say(f"evaluate: {line}"))
+                                   workers=workers, progress=True, log=lambda line: say(f"evaluate: {line}"),
+                                   skip_unreadable=True)
             out_file = None
         else:
             if split is not None or tta:
@@ -94,7 +95,7 @@ def register(app: typer.Typer) -> None:
             if pred is None or gt is None:
                 raise MedattnError("give --pred DIR and --gt DIR (or --model NAME --data PATH)")
             result = evaluate_folders(pred, gt, name=name, pred_type=pred_type, workers=workers, progress=True,
-                                      warn=lambda line: say(f"warning: {line}"))
+                                      warn=lambda line: say(f"warning: {line}"), skip_unreadable=True)
             out_file = out
         for message in result.skipped:
             say(f"warning: skipped {message}")

@@ -18,8 +18,8 @@ Reading rules (docs/metrics.md has the full list):
 
 Images are scored in a pool of worker processes (chunks of images per task);
 a handful of images is scored in this process. A pair whose file cannot be
-read is skipped and reported (:attr:`EvalResult.skipped`); the others are
-still scored.
+read is an error, or with ``skip_unreadable=True`` (``medattn evaluate``) is
+left out and reported (:attr:`EvalResult.skipped`) while the others are scored.
 """
 
 from __future__ import annotations
@@ -236,6 +236,7 @@ def evaluate_pairs(
     pred_type: PredType = "auto",
     workers: int | None = None,
     progress: bool = False,
+    skip_unreadable: bool = False,
 ) -> EvalResult:
     """Evaluate ``(id, prediction path, ground-truth path)`` triples.
 
@@ -246,10 +247,12 @@ def evaluate_pairs(
             toolbox) or ``"binary"`` (always a hard mask).
         workers: processes to use; default: the available CPUs (max 8).
         progress: show a progress bar on stderr (when it is a terminal).
+        skip_unreadable: leave a pair whose file cannot be read out of the scores
+            and put its message (naming the file) in :attr:`EvalResult.skipped`
+            (``medattn evaluate`` does); by default such a pair is an error.
 
-    A pair whose file cannot be read is left out of the scores and its message
-    (naming the file) goes to :attr:`EvalResult.skipped`; when no pair can be
-    scored, the first message is raised as :class:`~medattn.errors.MedattnError`.
+    Raises :class:`~medattn.errors.MedattnError` with the first unreadable file's
+    message when a pair cannot be read (unless skipped) or when no pair can.
     """
     if not pairs:
         raise MedattnError("nothing to evaluate: no prediction matches a ground-truth file")
@@ -261,7 +264,7 @@ def evaluate_pairs(
     workers = default_workers() if workers is None else max(1, int(workers))
     with progress_bar(f"scoring {name or 'predictions'}", len(clean), enabled=progress) as advance:
         results, errors = _run(clean, pred_type, workers, advance)
-    if not results:
+    if errors and (not results or not skip_unreadable):
         more = f" (and {len(errors) - 1} more pairs that cannot be read)" if len(errors) > 1 else ""
         raise MedattnError(errors[0] + more)
     result = aggregate(results, name=name)
@@ -278,8 +281,12 @@ def evaluate_folders(
     workers: int | None = None,
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    skip_unreadable: bool = False,
 ) -> EvalResult:
-    """Pair two folders by file stem and evaluate; ``warn`` receives one line per unmatched group."""
+    """Pair two folders by file stem and evaluate; ``warn`` receives one line per unmatched group.
+
+    ``skip_unreadable`` as for :func:`evaluate_pairs`.
+    """
     pairs, lonely_pred, lonely_gt = pair_by_stem(pred_dir, gt_dir)
     if not pairs:
         raise MedattnError(
@@ -292,6 +299,7 @@ def evaluate_folders(
             if names:
                 more = ", ..." if len(names) > 5 else ""
                 warn(f"{len(names)} {what}: {', '.join(names[:5])}{more}")
-    result = evaluate_pairs(pairs, name=name, pred_type=pred_type, workers=workers, progress=progress)
+    result = evaluate_pairs(pairs, name=name, pred_type=pred_type, workers=workers, progress=progress,
+                            skip_unreadable=skip_unreadable)
     result.unmatched_pred, result.unmatched_gt = lonely_pred, lonely_gt
     return result

@@ -173,7 +173,8 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
 def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                 split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
                 tta: bool = False, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
-                progress: bool = True, log: Callable[[str], None] | None = None) -> EvalResult:
+                progress: bool = True, log: Callable[[str], None] | None = None,
+                skip_unreadable: bool = False) -> EvalResult:
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
 
     Without ``out`` the maps go to a temporary folder that is removed afterwards,
@@ -186,8 +187,8 @@ def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.Path
 
     def run(folder: str | os.PathLike[str]) -> EvalResult:
         pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=log)
-        return evaluate_pairs(pairs, name=label, pred_type=pred_type,
-                              workers=workers, progress=progress)
+        return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
+                              skip_unreadable=skip_unreadable)
 
     if out is not None:
         return run(out)
