@@ -594,6 +594,9 @@ def main() -> None:
         print(f"fresh-process check: max |bundled - run| output on {where} = {diff:.2e}")
         if diff > (2e-3 if args.fp16 else 1e-5):
             raise SystemExit("error: the bundled model does not reproduce the run's outputs")
+        from medattn.cli.models import write_catalog
+
+        print(f"updated {write_catalog()} (`medattn models` lists from it)")
 
 
 if __name__ == "__main__":

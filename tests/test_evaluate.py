@@ -156,7 +156,7 @@ def test_model_hook_without_inference(run_cli, tmp_path, monkeypatch):
     assert code == 2 and "model evaluation is not available" in stderr
 
 
-def test_model_hook_calls_evaluate_model(run_cli, tmp_path, monkeypatch):
+def test_model_hook_calls_score_model(run_cli, tmp_path, monkeypatch):
     import sys
     import types
 
@@ -166,16 +166,57 @@ def test_model_hook_calls_evaluate_model(run_cli, tmp_path, monkeypatch):
     _write(tmp_path / "pred.png", gt)
     calls = {}
 
-    def evaluate_model(**kwargs):
-        calls.update(kwargs)
-        return [("case", tmp_path / "pred.png", tmp_path / "gt.png")]
+    def score_model(model, data, split, **kwargs):
+        calls.update(model=model, data=data, split=split, **kwargs)
+        return evaluate_pairs([("case", tmp_path / "pred.png", tmp_path / "gt.png")], name=kwargs["name"])
 
-    monkeypatch.setitem(sys.modules, "medattn.inference", types.SimpleNamespace(evaluate_model=evaluate_model))
-    code, stdout, stderr = run_cli("evaluate", "--model", tmp_path / "m.pt", "--data", tmp_path, "--tta",
+    monkeypatch.setitem(sys.modules, "medattn.inference", types.SimpleNamespace(score_model=score_model))
+    code, stdout, stderr = run_cli("evaluate", "--model", "bsanet-polyp", "--data", tmp_path, "--tta",
                                    "--format", "json")  # fmt: skip
     assert code == 0, stderr
-    assert calls["tta"] is True and calls["split"] is None and calls["model"] == tmp_path / "m.pt"
+    assert calls["tta"] is True and calls["split"] is None and calls["model"] == "bsanet-polyp"
     assert json.loads(stdout)["dice"] == 1.0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_file_is_named_and_the_rest_scored(run_cli, tmp_path, workers):
+    """One bad prediction does not stop the evaluation: it is reported by name, skipped, exit status 1."""
+    pred, gt = tmp_path / "p", tmp_path / "g"
+    pred.mkdir()
+    gt.mkdir()
+    mask = np.zeros((24, 24), np.uint8)
+    mask[5:15, 6:18] = 255
+    for i in range(10):  # >= SERIAL_BELOW: workers=2 scores in a process pool
+        _write(gt / f"im{i}.png", mask)
+        _write(pred / f"im{i}.png", mask)
+    (pred / "im3.png").write_bytes(b"not a png")
+    (gt / "im7.png").write_bytes(b"")
+    code, stdout, stderr = run_cli("evaluate", "--pred", pred, "--gt", gt, "--format", "json",
+                                   "--workers", workers)
+    assert code == 1, stderr
+    result = json.loads(stdout)
+    assert result["count"] == 8 and result["dice"] == 1.0
+    assert "im3" not in {r["id"] for r in result["images"]}
+    warnings = [ln for ln in stderr.splitlines() if ln.startswith("warning: skipped")]
+    assert len(warnings) == 2 and "im3.png" in warnings[0] + warnings[1] and "im7.png" in warnings[0] + warnings[1]
+    assert "error: 2 of 10 pairs could not be read" in stderr
+    assert "" not in stderr.splitlines()
+    # the library is strict unless asked to skip: a benchmark must not lose images silently
+    with pytest.raises(MedattnError, match=r"im[37]\.png.*and 1 more pairs"):
+        evaluate_folders(pred, gt, workers=workers)
+    assert len(evaluate_folders(pred, gt, workers=workers, skip_unreadable=True).skipped) == 2
+
+
+def test_no_empty_lines_on_stderr(run_cli, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:9, 3:12] = 255
+    for i in range(3):
+        _write(folder / f"{i}.png", mask)
+    code, _, stderr = run_cli("evaluate", "--pred", folder, "--gt", folder)
+    assert code == 0
+    assert stderr.splitlines() and "" not in stderr.splitlines(), repr(stderr)
 
 
 def test_binary_detection():

@@ -110,3 +110,76 @@ def new_csrf_token() -> str:
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(expected, given)
+
+
+# ---------------------------------------------------------------- account management (``medattn users``)
+
+#: prefixed to the password hash of a disabled account (as ``passwd -l`` does): no password matches it
+DISABLED_MARK = "!"
+
+
+def is_disabled(user: User) -> bool:
+    return user.password_hash.startswith(DISABLED_MARK)
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise AuthError(f"no user {username!r} (see `medattn users list`)")
+    return user
+
+
+def _check_not_last_admin(session: Session, user: User, action: str) -> None:
+    if not user.is_admin or is_disabled(user):
+        return
+    admins = session.scalars(select(User).where(User.is_admin)).all()
+    if not any(a.id != user.id and not is_disabled(a) for a in admins):
+        raise AuthError(f"cannot {action} {user.username!r}: it is the only enabled administrator "
+                        "(create another with `medattn users create --admin NAME` first)")
+
+
+def set_password(session: Session, username: str, password: str) -> User:
+    """Give ``username`` a new password; a disabled account stays disabled (``enable`` it)."""
+    user = get_user(session, username)
+    user.password_hash = (DISABLED_MARK if is_disabled(user) else "") + hash_password(password)
+    return user
+
+
+def set_disabled(session: Session, username: str, disabled: bool) -> User:
+    """Disable (no sign-in, API tokens revoked, open sessions refused) or enable an account.
+
+    Enabling restores the password the account had.
+    """
+    user = get_user(session, username)
+    if disabled and not is_disabled(user):
+        _check_not_last_admin(session, user, "disable")
+        user.password_hash = DISABLED_MARK + user.password_hash
+        user.tokens.clear()
+    elif not disabled and is_disabled(user):
+        user.password_hash = user.password_hash.removeprefix(DISABLED_MARK)
+    return user
+
+
+def delete_user(session: Session, username: str, cases_to: str | None = None) -> int:
+    """Delete an account and its API tokens; its cases go to ``cases_to``. Returns the cases moved.
+
+    An account that owns cases is only deleted with ``cases_to`` (disable it to keep them as they are).
+    """
+    from sqlalchemy import func, update
+
+    from medattn.app.db import Case
+
+    user = get_user(session, username)
+    _check_not_last_admin(session, user, "delete")
+    owned = session.scalar(select(func.count()).select_from(Case).where(Case.owner_id == user.id)) or 0
+    if owned and cases_to is None:
+        raise AuthError(f"{username!r} owns {owned} cases: give --cases-to NAME to hand them to another account, "
+                        "or disable the account instead")
+    if owned:
+        heir = get_user(session, cases_to)
+        if heir.id == user.id:
+            raise AuthError("--cases-to must name another account")
+        session.execute(update(Case).where(Case.owner_id == user.id).values(owner_id=heir.id))
+    session.delete(user)
+    session.flush()
+    return int(owned)

@@ -31,6 +31,7 @@ from medattn.app.security import (
     authenticate,
     create_token,
     csrf_matches,
+    is_disabled,
     new_csrf_token,
     record_token_use,
     token_for,
@@ -83,6 +84,8 @@ def _user_from_request(request: Request, s: Session) -> tuple[User | None, bool]
         return tok.user, True
     uid = request.session.get("user_id")
     user = s.get(User, uid) if uid is not None else None
+    if user is not None and is_disabled(user):  # `medattn users disable` ends open sessions too
+        user = None
     return user, False
 
 

@@ -22,13 +22,21 @@ def register(app: typer.Typer) -> None:
                                      help="which inputs to colorize: auto (only grayscale ones: one channel, or "
                                           "RGB with equal channels; colour images keep their own colours), "
                                           "always (every input, colour ones too), never"),
-        alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="eq. 7 balance: 1 keeps the image unchanged"),
+        alpha: float = typer.Option(0.5, min=0.0, max=1.0,
+                                    help="fusion balance (paper 002, eq. 7: fused = alpha * image + "
+                                         "(1 - alpha) * CAWE map * image): 1 keeps the image unchanged, "
+                                         "0 keeps only what the attention map marks"),
         size: int | None = typer.Option(None, min=32, help="side at which the classifier sees each image "
                                                             "(default: from the model card)"),
     ) -> None:
-        """Enhance images for lesion detection: writes <name>_heatmap.png (CAWE attention),
-        <name>_heatmap_overlay.png, <name>_colorized.png (only for the images colorized: by default the
-        grayscale ones) and <name>_fused.png (eq. 7 on the colorized image, else on the input)."""
+        """Enhance images for lesion detection: CAWE attention map, colorized image, and their fusion (eq. 7).
+
+        Writes <name>_heatmap.png (CAWE attention), <name>_heatmap_overlay.png, <name>_colorized.png
+        (only for the images colorized: by default the grayscale ones) and <name>_fused.png: the fusion of
+        the CAWE map with the colorized image (else the input), eq. 7 of paper 002 (Ramola):
+        alpha * image + (1 - alpha) * map * image, which keeps the regions the classifier finds
+        lesion-like bright and dims the rest.
+        """
         from medattn.enhance import resolve_colorizer
         from medattn.enhance.cli_run import run_enhance
 

@@ -9,13 +9,13 @@ import typer
 from medattn.errors import MedattnError
 
 
-def _model_pairs(model: Path, data: Path, split: Path | None, out: Path | None, tta: bool):
-    """Predict with a checkpoint (engine's ``medattn.inference``) and return (id, pred, gt) triples."""
+def _model_result(model: str, data: Path, split: Path | None, out: Path | None, tta: bool, **score):
+    """Predict with a model (``medattn.inference.score_model``) and score the maps."""
     try:
-        from medattn.inference import evaluate_model
+        from medattn.inference import score_model
     except ImportError:
         raise MedattnError("model evaluation is not available: medattn.inference is not installed") from None
-    return evaluate_model(model=model, data=data, split=split, out=out, tta=tta)
+    return score_model(model, data, split, out=out, tta=tta, **score)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,21 +44,30 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Worker processes (default: all available CPUs, max 8)."
         ),
-        model: Path | None = typer.Option(
-            None, "--model", help="Checkpoint to evaluate (instead of --pred/--gt)."
+        model: str | None = typer.Option(
+            None, "--model", metavar="NAME|PATH",
+            help="Model to evaluate instead of --pred/--gt: a bundled name (bsanet-polyp, see `medattn models`), "
+            "a run folder or a checkpoint file.",
         ),
         data: Path | None = typer.Option(None, "--data", help="Data set folder for --model."),
-        split: Path | None = typer.Option(None, "--split", help="Split file selecting the test images (--model)."),
+        split: Path | None = typer.Option(
+            None, "--split",
+            help="With --model: the test images, as a plain list of file names one a line "
+            "(PraNet's kvasir-seg_pranet_test.txt in ../shared/data/splits) or a JSON split from `medattn datasets split` "
+            "(its test parts, only the images inside --data). Default: every labelled image of --data.",
+        ),
         tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (--model)."),
     ) -> None:
         """Score predictions against ground truth with the PraNet toolbox metrics.
 
         Files pair by name stem; predictions are resized to their ground truth's
         size. Prints the data-set row; CSV and JSON also hold one row per image.
+        A pair that cannot be read is reported by name and skipped; the others
+        are scored and the exit status is then 1.
         """
         from rich.console import Console
 
-        from medattn.evaluation import FORMATS, evaluate_folders, evaluate_pairs, render
+        from medattn.evaluation import FORMATS, evaluate_folders, render
         from medattn.utils.fileio import atomic_write_text
 
         if fmt not in FORMATS:
@@ -66,43 +75,42 @@ def register(app: typer.Typer) -> None:
         if pred_type not in ("auto", "prob", "binary"):
             raise MedattnError(f"--pred-type must be auto, prob or binary, got {pred_type!r}")
         err = Console(stderr=True, soft_wrap=True)
+
+        def say(line: str) -> None:
+            err.print(line, markup=False, highlight=False)
+
         folders = pred is not None or gt is not None
         if model is not None or data is not None:
             if folders:
                 raise MedattnError("give either --pred/--gt or --model/--data, not both")
             if model is None or data is None:
                 raise MedattnError("--model and --data go together")
-            pairs = _model_pairs(model, data, split, out, tta)
-            result = evaluate_pairs(
-                pairs, name=name or model.stem, pred_type=pred_type, workers=workers, progress=True
-            )
+            result = _model_result(model, data, split, out, tta, name=name, pred_type=pred_type,
+                                   workers=workers, progress=True, log=lambda line: say(f"evaluate: {line}"),
+                                   skip_unreadable=True)
             out_file = None
         else:
             if split is not None or tta:
                 raise MedattnError("--split and --tta need --model/--data")
             if pred is None or gt is None:
-                raise MedattnError("give --pred DIR and --gt DIR (or --model CHECKPOINT --data PATH)")
-            result = evaluate_folders(
-                pred,
-                gt,
-                name=name,
-                pred_type=pred_type,
-                workers=workers,
-                progress=True,
-                warn=lambda line: err.print(f"warning: {line}", markup=False, highlight=False),
-            )
+                raise MedattnError("give --pred DIR and --gt DIR (or --model NAME --data PATH)")
+            result = evaluate_folders(pred, gt, name=name, pred_type=pred_type, workers=workers, progress=True,
+                                      warn=lambda line: say(f"warning: {line}"), skip_unreadable=True)
             out_file = out
+        for message in result.skipped:
+            say(f"warning: skipped {message}")
         if result.binary_count:
-            err.print(
-                f"note: {result.binary_count} of {result.count} predictions scored as binary masks "
-                "(--pred-type prob to sweep thresholds as the toolbox does)",
-                markup=False,
-                highlight=False,
-            )
+            say(f"note: {result.binary_count} of {result.count} predictions scored as binary masks "
+                "(--pred-type prob to sweep thresholds as the toolbox does)")
         text = render(result, fmt)
         if out_file is not None:
             atomic_write_text(out_file, text)
             typer.echo(render(result, "md"), nl=False)  # the mean row
-            err.print(f"wrote {out_file}", markup=False, highlight=False)
+            say(f"wrote {out_file}")
         else:
             typer.echo(text, nl=False)
+        if result.skipped:
+            total = result.count + len(result.skipped)
+            say(f"error: {len(result.skipped)} of {total} pairs could not be read; scores are of the other "
+                f"{result.count}")
+            raise typer.Exit(1)

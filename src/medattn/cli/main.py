@@ -55,6 +55,27 @@ def _root(
     """medattn command line."""
 
 
+def _flags_without_placeholder() -> None:
+    """Show on/off flags (``--tta``, ``--force``, ``--help``) without a ``<bool>`` value placeholder.
+
+    typer's rich help prints each option's type, also for flags, which take no
+    value; click's plain help shows nothing there, and neither do we.
+    """
+    from typer.core import TyperOption
+
+    typed = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return typed(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_placeholder()
+
+
 def _register_verbs() -> None:
     for name in _VERB_MODULES:
         try:

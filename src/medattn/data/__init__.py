@@ -10,7 +10,15 @@ import importlib
 from typing import Any
 
 from medattn.data.layouts import LAYOUTS, detect_layout, discover, load_kvasir_boxes
-from medattn.data.splits import kfold_split, load_split, pranet_split, ratio_split, save_split
+from medattn.data.splits import (
+    evaluation_samples,
+    kfold_split,
+    listed_samples,
+    load_split,
+    pranet_split,
+    ratio_split,
+    save_split,
+)
 from medattn.data.types import DatasetIndex, Sample
 
 _LAZY = {
@@ -36,7 +44,9 @@ __all__ = [
     "check_dataset",
     "detect_layout",
     "discover",
+    "evaluation_samples",
     "kfold_split",
+    "listed_samples",
     "load_kvasir_boxes",
     "load_split",
     "pranet_split",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medattn.data.layouts import discover
-from medattn.data.types import Sample
+from medattn.data.types import DatasetIndex, Sample
 from medattn.errors import ConfigError, DatasetError, MedattnIOError
 from medattn.utils.fileio import atomic_write_text
 
@@ -36,6 +36,29 @@ def _read_list(path: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+def listed_samples(index: DatasetIndex, list_file: str | Path) -> list[Sample]:
+    """The samples of ``index`` named in a plain list file, in the list's order.
+
+    One image file name a line (``#`` comments and blank lines ignored), as in
+    PraNet's ``kvasir-seg_pranet_test.txt``; a name matches an image by file
+    name, else by stem (``x.png`` finds ``x.jpg``).
+    """
+    list_file = Path(list_file)
+    by_name = {s.image.name: s for s in index.samples}
+    by_stem = {s.image.stem: s for s in index.samples}
+    out: list[Sample] = []
+    for name in _read_list(list_file):
+        sample = by_name.get(name) or by_stem.get(Path(name).stem)
+        if sample is None:
+            raise DatasetError(f"{list_file}: '{name}' is not an image of {index.root}")
+        out.append(sample)
+    if len({s.id for s in out}) != len(out):
+        raise DatasetError(f"{list_file}: lists a file twice")
+    if not out:
+        raise DatasetError(f"{list_file}: lists no image")
+    return out
+
+
 def pranet_split(data_root: str | Path, splits_dir: str | Path | None = None) -> dict[str, list[Sample]]:
     """The PraNet protocol (Fan et al., MICCAI 2020) on Kvasir-SEG and CVC-ClinicDB.
 
@@ -48,19 +71,7 @@ def pranet_split(data_root: str | Path, splits_dir: str | Path | None = None) ->
     out: dict[str, list[Sample]] = {"train": []}
     for folder, key in (("kvasir-seg", "test_kvasir"), ("cvc-clinicdb", "test_clinicdb")):
         index = discover(root / folder, layout=folder)
-        names = _read_list(lists / PRANET_TEST_FILES[folder])
-        by_name = {s.image.name: s for s in index.samples}
-        by_stem = {s.image.stem: s for s in index.samples}
-        test: list[Sample] = []
-        for name in names:
-            sample = by_name.get(name) or by_stem.get(Path(name).stem)
-            if sample is None:
-                raise DatasetError(
-                    f"{lists / PRANET_TEST_FILES[folder]}: '{name}' is not an image of {root / folder}"
-                )
-            test.append(sample)
-        if len({s.id for s in test}) != len(test):
-            raise DatasetError(f"{lists / PRANET_TEST_FILES[folder]}: lists a file twice")
+        test = listed_samples(index, lists / PRANET_TEST_FILES[folder])
         test_ids = {s.id for s in test}
         out["train"] += [s for s in index.samples if s.id not in test_ids]
         out[key] = test
@@ -228,3 +239,58 @@ def load_split(path: str | Path, root: str | Path | None = None) -> dict[str, li
     except (KeyError, TypeError) as exc:
         raise MedattnIOError(path, f"malformed split entry ({exc})") from None
     return out
+
+
+def _is_json_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).lstrip()
+    except FileNotFoundError:
+        raise MedattnIOError(path, "split file not found") from None
+    except OSError as exc:
+        raise MedattnIOError(path, f"cannot read the split file ({exc.strerror or exc})") from None
+    return head.startswith(b"{")
+
+
+def _labelled(samples: Sequence[Sample], where: str) -> list[Sample]:
+    lonely = [s.id for s in samples if s.mask is None and not s.extra_masks]
+    if lonely:
+        more = ", ..." if len(lonely) > 5 else ""
+        raise DatasetError(f"{where}: {len(lonely)} images without a mask: {', '.join(lonely[:5])}{more}")
+    return list(samples)
+
+
+def evaluation_samples(data: str | Path, split: str | Path | None = None) -> list[Sample]:
+    """The labelled samples of the dataset folder ``data`` that an evaluation scores.
+
+    * ``split`` is ``None``: every labelled image of ``data``;
+    * a plain list, one image file name a line (PraNet's ``kvasir-seg_pranet_test.txt``,
+      ``../shared/data/splits/``): those images of ``data``, in the list's order;
+    * a medattn JSON split (:func:`save_split`): its ``test*`` parts, restricted to the
+      images inside ``data``, so that ``data=.../kvasir-seg`` with a PraNet split that
+      pools Kvasir-SEG and CVC-ClinicDB scores the Kvasir part only.
+    """
+    data = Path(data)
+    if split is None:
+        index = discover(data)
+        samples = [s for s in index.samples if s.mask is not None or s.extra_masks]
+        if not samples:
+            raise DatasetError(f"{data}: no image/mask pairs found (layout {index.layout})")
+        return samples
+    split = Path(split)
+    if not _is_json_file(split):
+        return _labelled(listed_samples(discover(data), split), str(split))
+    parts = load_split(split)
+    keys = [k for k in parts if k.startswith("test")]
+    if not keys:
+        raise DatasetError(f"{split}: split has no test part (parts: {', '.join(parts)})")
+    root = data.expanduser().resolve()
+    pooled = [s for k in keys for s in parts[k]]
+    inside = [s for s in pooled if Path(s.image).resolve().is_relative_to(root)]
+    if not inside:
+        sets = sorted({s.dataset or Path(s.image).parent.name for s in pooled})
+        raise DatasetError(
+            f"{split}: no test image lies in {root} (the test parts hold {len(pooled)} images of "
+            f"{', '.join(sets)}); give --data the folder of one of them or their parent"
+        )
+    return _labelled(inside, str(split))

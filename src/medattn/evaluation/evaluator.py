@@ -17,7 +17,9 @@ Reading rules (docs/metrics.md has the full list):
   normalised map.
 
 Images are scored in a pool of worker processes (chunks of images per task);
-a handful of images is scored in this process.
+a handful of images is scored in this process. A pair whose file cannot be
+read is an error, or with ``skip_unreadable=True`` (``medattn evaluate``) is
+left out and reported (:attr:`EvalResult.skipped`) while the others are scored.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from medattn.errors import MedattnError, MedattnIOError
 from medattn.metrics.base import finite_mean
 from medattn.metrics.segmentation import confusion, scores_from_confusion
 from medattn.metrics.sod import SOD_NAMES, sod_scores
+from medattn.utils.progress import progress_bar
 
 #: metric keys of every result row, in table order
 METRIC_NAMES = (*SOD_NAMES, "dice", "iou", "precision", "recall")
@@ -58,6 +61,7 @@ class EvalResult:
     binary_count: int = 0  # predictions scored as hard masks
     unmatched_pred: list[str] = field(default_factory=list)
     unmatched_gt: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one message (naming the file) per pair not scored
     curves: dict[str, np.ndarray] = field(default_factory=dict)  # mean em/dice/iou curves, index t = t/255
 
     @property
@@ -139,16 +143,21 @@ def _score_files(pred_path: Path, gt_path: Path, pred_type: PredType):
     return score_arrays(pred, gt, pred_type)
 
 
-def _score_chunk(chunk: Sequence[tuple[str, Path, Path]], pred_type: PredType):
-    """Worker task: rows for a chunk of pairs, or ``("error", message)``."""
-    out = []
+Scored = tuple[str, dict, dict, bool]  # (id, row, curves, scored as binary)
+
+
+def _score_chunk(chunk: Sequence[tuple[str, Path, Path]], pred_type: PredType) -> tuple[list[Scored], list[str]]:
+    """Worker task: the scored pairs of a chunk and one message per pair that could not be read."""
+    out: list[Scored] = []
+    errors: list[str] = []
     for image_id, pred_path, gt_path in chunk:
         try:
             row, curves, binary = _score_files(pred_path, gt_path, pred_type)
         except MedattnError as exc:  # MedattnIOError does not survive pickling: send the text
-            return ("error", str(exc))
+            errors.append(str(exc))
+            continue
         out.append((image_id, row, curves, binary))
-    return ("ok", out)
+    return out, errors
 
 
 def _pool_context():
@@ -173,36 +182,34 @@ def _run(
     pred_type: PredType,
     workers: int,
     advance: Callable[[int], None],
-) -> list[tuple[str, dict, dict, bool]]:
-    results: list[tuple[str, dict, dict, bool]] = []
+) -> tuple[list[Scored], list[str]]:
+    """Score every pair: (results in the order of ``pairs``, messages of the pairs skipped)."""
+    results: list[Scored] = []
+    errors: list[str] = []
     if workers <= 1 or len(pairs) < SERIAL_BELOW:
         for pair in pairs:
-            status, payload = _score_chunk([pair], pred_type)
-            if status == "error":
-                raise MedattnError(payload)
-            results.extend(payload)
+            scored, failed = _score_chunk([pair], pred_type)
+            results += scored
+            errors += failed
             advance(1)
-        return results
+        return results, errors
     # several chunks per worker balance uneven image sizes
     size = max(1, min(16, math.ceil(len(pairs) / (workers * 4))))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         futures = {pool.submit(_score_chunk, chunk, pred_type): len(chunk) for chunk in chunks}
         for fut in as_completed(futures):
-            status, payload = fut.result()
-            if status == "error":
-                for other in futures:
-                    other.cancel()
-                raise MedattnError(payload)
-            results.extend(payload)
+            scored, failed = fut.result()
+            results += scored
+            errors += failed
             advance(futures[fut])
     order = {pair[0]: i for i, pair in enumerate(pairs)}
     results.sort(key=lambda r: order[r[0]])
-    return results
+    return results, sorted(errors)
 
 
 def aggregate(
-    results: Iterable[tuple[str, dict, dict, bool]], name: str = ""
+    results: Iterable[Scored], name: str = ""
 ) -> EvalResult:
     """Data-set row from per-image results, following the toolbox for maxEm and maxDice."""
     results = list(results)
@@ -229,6 +236,7 @@ def evaluate_pairs(
     pred_type: PredType = "auto",
     workers: int | None = None,
     progress: bool = False,
+    skip_unreadable: bool = False,
 ) -> EvalResult:
     """Evaluate ``(id, prediction path, ground-truth path)`` triples.
 
@@ -238,7 +246,13 @@ def evaluate_pairs(
         pred_type: ``"auto"``, ``"prob"`` (always a probability map, exactly the
             toolbox) or ``"binary"`` (always a hard mask).
         workers: processes to use; default: the available CPUs (max 8).
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr (when it is a terminal).
+        skip_unreadable: leave a pair whose file cannot be read out of the scores
+            and put its message (naming the file) in :attr:`EvalResult.skipped`
+            (``medattn evaluate`` does); by default such a pair is an error.
+
+    Raises :class:`~medattn.errors.MedattnError` with the first unreadable file's
+    message when a pair cannot be read (unless skipped) or when no pair can.
     """
     if not pairs:
         raise MedattnError("nothing to evaluate: no prediction matches a ground-truth file")
@@ -248,16 +262,14 @@ def evaluate_pairs(
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise MedattnError(f"image ids must be unique, repeated: {', '.join(dup[:5])}")
     workers = default_workers() if workers is None else max(1, int(workers))
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        with Progress(console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(f"evaluating {name or 'predictions'}", total=len(clean))
-            results = _run(clean, pred_type, workers, lambda n: bar.advance(task, n))
-    else:
-        results = _run(clean, pred_type, workers, lambda n: None)
-    return aggregate(results, name=name)
+    with progress_bar(f"scoring {name or 'predictions'}", len(clean), enabled=progress) as advance:
+        results, errors = _run(clean, pred_type, workers, advance)
+    if errors and (not results or not skip_unreadable):
+        more = f" (and {len(errors) - 1} more pairs that cannot be read)" if len(errors) > 1 else ""
+        raise MedattnError(errors[0] + more)
+    result = aggregate(results, name=name)
+    result.skipped = errors
+    return result
 
 
 def evaluate_folders(
@@ -269,8 +281,12 @@ def evaluate_folders(
     workers: int | None = None,
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    skip_unreadable: bool = False,
 ) -> EvalResult:
-    """Pair two folders by file stem and evaluate; ``warn`` receives one line per unmatched group."""
+    """Pair two folders by file stem and evaluate; ``warn`` receives one line per unmatched group.
+
+    ``skip_unreadable`` as for :func:`evaluate_pairs`.
+    """
     pairs, lonely_pred, lonely_gt = pair_by_stem(pred_dir, gt_dir)
     if not pairs:
         raise MedattnError(
@@ -283,6 +299,7 @@ def evaluate_folders(
             if names:
                 more = ", ..." if len(names) > 5 else ""
                 warn(f"{len(names)} {what}: {', '.join(names[:5])}{more}")
-    result = evaluate_pairs(pairs, name=name, pred_type=pred_type, workers=workers, progress=progress)
+    result = evaluate_pairs(pairs, name=name, pred_type=pred_type, workers=workers, progress=progress,
+                            skip_unreadable=skip_unreadable)
     result.unmatched_pred, result.unmatched_gt = lonely_pred, lonely_gt
     return result

@@ -7,7 +7,7 @@
 True
 """
 
-from medattn.inference.files import display_image, evaluate_model, iter_inputs, predict_paths
+from medattn.inference.files import display_image, evaluate_model, iter_inputs, predict_paths, score_model
 from medattn.inference.lesions import measure_lesions
 from medattn.inference.loading import LoadedModel, load_model
 from medattn.inference.predict import Prediction, predict_batch, predict_image
@@ -23,4 +23,5 @@ __all__ = [
     "predict_batch",
     "predict_image",
     "predict_paths",
+    "score_model",
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,15 +17,13 @@ from medattn.inference.loading import LoadedModel, load_model
 from medattn.inference.predict import predict_batch
 from medattn.inference.render import heat_overlay, overlay
 from medattn.utils.fileio import atomic_write_text
+from medattn.utils.progress import progress_bar
+
+if TYPE_CHECKING:
+    from medattn.evaluation import EvalResult
+    from medattn.evaluation.evaluator import PredType
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".gz", ".npy"}
-
-
-def _stderr():
-    """Progress bars go to stderr so that stdout stays parseable (``--format json``)."""
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def iter_inputs(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -70,8 +68,6 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
 
     Streams: at most ``batch_size`` images are in memory at a time.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from medattn.io import read_image
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
@@ -117,62 +113,46 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
             atomic_write_text(jp, json.dumps(record, indent=2) + "\n")
             written.append(jp)
 
-    columns = (TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, console=_stderr(), transient=True) as bar:
-        task = bar.add_task("predict", total=len(files))
+    with progress_bar("predict", len(files), enabled=progress) as advance:
         batch: list[tuple[Path, Any, np.ndarray]] = []
         for path in files:
             data = read_image(path)
             batch.append((path, data, display_image(data)))
             if len(batch) == batch_size:
                 flush(batch)
-                bar.advance(task, len(batch))
+                advance(len(batch))
                 batch = []
         if batch:
             flush(batch)
-            bar.advance(task, len(batch))
+            advance(len(batch))
     return written
 
 
-def _select_samples(data: str | os.PathLike[str], split: str | os.PathLike[str] | None) -> list:
-    from medattn.data import discover, load_split
+def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
+                   split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str],
+                   tta: bool = False, batch_size: int = 4, progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> list[tuple[str, Path, Path]]:
+    """Predict the labelled images of ``data`` chosen by ``split`` with ``model``.
 
-    if split is None:
-        index = discover(data)
-        samples = [s for s in index.samples if s.mask is not None or s.extra_masks]
-        if not samples:
-            raise DatasetError(f"{data}: no image/mask pairs found (layout {index.layout})")
-        return samples
-    parts = load_split(split, root=None)
-    keys = [k for k in parts if k == "test" or k.startswith("test")]
-    if not keys:
-        raise DatasetError(f"{split}: split has no test part (parts: {', '.join(parts)})")
-    samples = [s for k in keys for s in parts[k]]
-    return samples
-
-
-def evaluate_model(model: str | os.PathLike[str], data: str | os.PathLike[str],
-                   split: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] | None = None,
-                   tta: bool = False, batch_size: int = 4, progress: bool = True) -> list[tuple[str, Path, Path]]:
-    """Predict the labelled images of ``data`` (or the test part of ``split``) with ``model``.
-
-    Writes 8-bit probability maps as PNG at each ground truth's size into
-    ``out`` (default: a new temporary folder) and returns (id, prediction, ground truth)
-    triples for :func:`medattn.evaluation.evaluate_pairs`.
+    ``split`` is ``None`` (every labelled image), a plain list of file names or a
+    medattn JSON split (see :func:`medattn.data.evaluation_samples`). Writes 8-bit
+    probability maps as PNG at each ground truth's size into ``out`` and returns
+    (id, prediction, ground truth) triples for :func:`medattn.evaluation.evaluate_pairs`.
+    ``log`` receives one line saying what is predicted.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from medattn.data import evaluation_samples
     from medattn.io import read_image
 
-    lm = load_model(model)
-    samples = _select_samples(data, split)
-    out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="medattn-eval-"))
+    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    samples = evaluation_samples(data, split)
+    if log is not None:
+        chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
+        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}")
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
     names: set[str] = set()
-    columns = (TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, console=_stderr(), transient=True) as bar:
-        task = bar.add_task("predict", total=len(samples))
+    with progress_bar("predict", len(samples), enabled=progress) as advance:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start: start + batch_size]
             images = [display_image(read_image(s.image)) for s in chunk]
@@ -186,5 +166,31 @@ def evaluate_model(model: str | os.PathLike[str], data: str | os.PathLike[str],
                 _write_png(target, (pred.prob * 255 + 0.5).astype(np.uint8))
                 gt = s.mask if s.mask is not None else s.extra_masks[0]
                 triples.append((s.id, target, Path(gt)))
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
     return triples
+
+
+def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
+                split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
+                tta: bool = False, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
+                progress: bool = True, log: Callable[[str], None] | None = None,
+                skip_unreadable: bool = False) -> EvalResult:
+    """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
+
+    Without ``out`` the maps go to a temporary folder that is removed afterwards,
+    also when prediction fails or is interrupted.
+    """
+    from medattn.evaluation import evaluate_pairs
+
+    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    label = name or (lm.name if isinstance(model, LoadedModel) else Path(model).stem)
+
+    def run(folder: str | os.PathLike[str]) -> EvalResult:
+        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=log)
+        return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
+                              skip_unreadable=skip_unreadable)
+
+    if out is not None:
+        return run(out)
+    with tempfile.TemporaryDirectory(prefix="medattn-eval-") as tmp:
+        return run(tmp)
