@@ -23,9 +23,8 @@ def test_models_lists_without_importing_torch():
             "rc = main(['models', '--json']); dt = time.perf_counter() - t; "
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', round(dt, 3), rc, file=sys.stderr)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    flag, seconds, rc = run.stderr.split()[-3:]
+    flag, _seconds, rc = run.stderr.split()[-3:]
     assert rc == "0" and flag == "NO-TORCH", run.stderr
-    assert float(seconds) >= 0
     names = [r["name"] for r in json.loads(run.stdout)]
     assert "bsanet" in names and "bsanet-polyp" in names
 
