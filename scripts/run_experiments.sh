@@ -11,8 +11,20 @@
 # docs/results.md); extend a finished polyp run with
 #   medattn train --resume runs/polyp-bsanet --set train.epochs=N   (and the same for the baselines).
 # `ONLY="polyp-unet ph2-*"` (shell patterns) restricts the queue to matching runs.
+#
+# Named tables: `scripts/run_experiments.sh TABLE` runs scripts/tables/TABLE.sh instead (one paper
+# table each, restartable the same way; `scripts/run_experiments.sh list` names them).
 set -u
 cd "$(dirname "$0")/.."
+
+if [ $# -gt 0 ]; then
+    if [ "$1" = list ]; then
+        for f in scripts/tables/*.sh; do [ -e "$f" ] && basename "$f" .sh; done
+        exit 0
+    fi
+    [ -f "scripts/tables/$1.sh" ] || { echo "error: no table '$1' (scripts/run_experiments.sh list)" >&2; exit 2; }
+    exec bash "scripts/tables/$1.sh" "${@:2}"
+fi
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 MEDATTN=".venv/bin/medattn"

@@ -1,0 +1,32 @@
+# Shared by scripts/tables/*.sh (sourced): the step/train helpers of scripts/run_experiments.sh.
+# A table script sources this, then calls `train NAME CONFIG ARGS...` and `step NAME CMD...`:
+# finished runs (runs/NAME.done) are skipped, an interrupted `medattn train` run resumes.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+MEDATTN=".venv/bin/medattn"
+PY=".venv/bin/python"
+NICE="nice -n 5"
+mkdir -p runs
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+step() {
+    local name=$1; shift
+    if [ -e "runs/$name.done" ]; then log "skip $name (done)"; return 0; fi
+    log "start $name: $*"
+    local t0=$SECONDS
+    if $NICE "$@" >> "runs/$name.log" 2>&1; then
+        date -u +%FT%TZ > "runs/$name.done"
+        log "done $name in $((SECONDS - t0)) s"
+    else
+        log "FAILED $name, see runs/$name.log"
+        return 1
+    fi
+}
+train() {
+    local name=$1 config=$2; shift 2
+    if [ -e "runs/$name/state.pt" ] && [ ! -e "runs/$name.done" ]; then
+        step "$name" $MEDATTN train --resume "runs/$name" --no-progress
+    else
+        step "$name" $MEDATTN train "$config" --out "runs/$name" --no-progress "$@"
+    fi
+}
