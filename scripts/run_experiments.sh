@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 if [ $# -gt 0 ]; then
     if [ "$1" = list ]; then
-        for f in scripts/tables/*.sh; do [ -e "$f" ] && basename "$f" .sh; done
+        for f in scripts/tables/[!_]*.sh; do [ -e "$f" ] && basename "$f" .sh; done
         exit 0
     fi
     [ -f "scripts/tables/$1.sh" ] || { echo "error: no table '$1' (scripts/run_experiments.sh list)" >&2; exit 2; }
