@@ -9,8 +9,9 @@ Simulated (default): the held-out TotalSegmentator slices at ``--dose``. Real (`
 the AAPM/Mayo quarter-dose slices against their full-dose slices (``*_quarter_hu.npy`` /
 ``*_full_hu.npy``, pixel size ``--spacing``). Networks run as ``medattn denoise`` runs them
 (:class:`medattn.denoise.apply.Denoiser`: a slice off the model's trained grid is resampled to
-it and back; ``--native`` turns that off to measure what it brings). ``rmse_body_hu`` is the RMSE
-inside the body (normal-dose slice above -500 HU, holes filled).
+it and back; ``--native`` turns that off to measure what it brings; each keeps the share of the
+estimated noise its card says, ``--keep-noise`` or ``label=path@K`` set it). ``rmse_body_hu`` is
+the RMSE inside the body (normal-dose slice above -500 HU, holes filled).
 
 Writes ``benchmarks/results/ldct_eval.json`` and ``.md`` and the picture panels
 ``docs/img/ldct_panels.png``. PSNR / SSIM are computed in the abdominal HU window
@@ -54,7 +55,7 @@ def model_cost(model, size: int = 512, probe: int = 128) -> tuple[int, float]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from medattn.denoise.apply import Denoiser, bm3d_denoise, card_grid, torch_denoiser
+    from medattn.denoise.apply import Denoiser, bm3d_denoise, card_grid, card_keep_noise, torch_denoiser
     from medattn.denoise.data import LDCTPairs, RealLDCTPairs, SimulationSettings, collection
     from medattn.metrics import psnr, rmse_hu, ssim
     from medattn.models.hub import load_model_file, model_card
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=None, help="folder of real quarter/full-dose pairs to evaluate on")
     ap.add_argument("--spacing", type=float, default=0.7421875, help="pixel size (mm) of the --real pairs")
     ap.add_argument("--native", action="store_true", help="run networks on the slices' own grid (no resampling)")
+    ap.add_argument("--keep-noise", type=float, default=None,
+                    help="share of the estimated noise the networks keep (default: each card's inference.keep_noise, "
+                         "else 0); a label=path run may end in @K to set it for that row alone")
     ap.add_argument("--out", default="benchmarks/results/ldct_eval")
     ap.add_argument("--panels", default="docs/img/ldct_panels.png")
     ap.add_argument("--panel-slice", type=int, default=None, help="index (in the evaluated list) of the panel slice")
@@ -100,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         methods["BM3D"] = bm3d_denoise
     for spec in args.run:
         label, _, path = spec.partition("=")
+        path, _, keep_text = path.partition("@")
         model = load_model_file(path).eval()
         params, gmacs = model_cost(model)
-        grid = None if args.native or not path.endswith(".safetensors") else card_grid(model_card(path))
-        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1), "trained_grid_mm": grid,
+        card = model_card(path) if path.endswith(".safetensors") else {}
+        grid = None if args.native else card_grid(card)
+        keep = float(keep_text) if keep_text else (args.keep_noise if args.keep_noise is not None
+                                                    else card_keep_noise(card))
+        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1), "trained_grid_mm": grid, "keep_noise": keep,
                         "weights": {"path": Path(path).as_posix(), "sha256": file_sha256(path)}}
-        den = Denoiser(torch_denoiser(model), label, grid)
+        den = Denoiser(torch_denoiser(model), label, grid, keep)
         methods[label] = lambda hu, den=den: den(hu, spacing)
 
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}

@@ -420,7 +420,9 @@ def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpo
         return {k: round(float(d[k]), 4) for k in ("psnr", "ssim", "rmse_hu", "rmse_body_hu") if k in d}
 
     row = summary[label]
+    keep = float(row.get("keep_noise") or 0.0)
     return {
+        "keep_noise": keep,
         "source": rel(results), "row": label, "checkpoint": checkpoint, "weights_sha256": digest,
         "definitions": {"psnr": "dB in the HU window {center:g}/{width:g} (both images clipped to it, its width as "
                                 "the data range), mean over the held-out slices".format(**res["window"]),
@@ -525,6 +527,12 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
                                "(simulating the low-dose slices)"} if queue else {}),
         "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
         "metrics": metrics,
+        **({"inference": {"keep_noise": metrics["keep_noise"],
+                          "keep_noise_note": "medattn denoise returns denoised + keep_noise x (input - denoised): for "
+                                             "a scan at dose fraction d the least-squares estimate of the normal-dose "
+                                             "image is keep_noise = d (0.25: quarter dose), with its noise texture; "
+                                             "the held-out metrics were measured so"}}
+           if metrics["keep_noise"] else {}),
         "command": command,
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
                         f"--results {args.results}",

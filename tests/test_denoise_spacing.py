@@ -172,3 +172,33 @@ def test_dicom_without_rescale_is_warned_about(tmp_path, run_cli, grid_model) ->
     code, _, err = run_cli("denoise", "--model", grid_model, path, "--out", tmp_path / "o")
     assert code == 0, err
     assert "warning:" in err and f"{path}: no RescaleIntercept: stored values taken as HU" in err
+
+
+def test_keep_noise_blends_back_a_share_of_the_estimated_noise(tmp_path, run_cli, grid_model) -> None:
+    x = _checker()
+    den = Denoiser(lambda hu: hu - SHIFT_HU, "shift", (0.6, 1.0), keep_noise=0.25)
+    np.testing.assert_allclose(den(x, 0.8), x - 0.75 * SHIFT_HU, rtol=1e-6)
+    with pytest.raises(Exception, match=r"keep_noise must be in \[0, 1\]"):
+        Denoiser(lambda hu: hu, "x", keep_noise=1.5)
+    vol = np.zeros((16, 16, 1), np.int16)
+    nib.save(nib.Nifti1Image(vol, np.diag([GRID_MM, GRID_MM, 3.0, 1.0])), tmp_path / "v.nii.gz")
+    code, _, err = run_cli("denoise", "--model", grid_model, tmp_path / "v.nii.gz", "--out", tmp_path / "o",
+                           "--keep-noise", "0.5")
+    assert code == 0, err
+    got = np.asarray(nib.load(tmp_path / "o" / "v.nii.gz").dataobj).astype(np.float32)
+    assert np.abs(got - (-SHIFT_HU / 2)).max() <= 1.0  # half of the estimated 10 HU kept
+
+
+def test_card_keep_noise_is_the_default(tmp_path, run_cli) -> None:
+    from medattn.denoise.apply import card_keep_noise, load_denoiser
+
+    net = create("cadn", channels=[4, 8, 8], blocks=[1, 1, 1])
+    with torch.no_grad():
+        net.tail.bias.fill_(SHIFT_HU / 1000.0)
+    card = {"model": "cadn", "task": "denoising", "inference": {"keep_noise": 0.25}}
+    path = save_bundled(net, "keep", {"channels": [4, 8, 8], "blocks": [1, 1, 1]}, card=card, folder=tmp_path)
+    assert card_keep_noise(card) == 0.25 and card_keep_noise({}) == 0.0
+    den, _ = load_denoiser(str(path))
+    assert den.keep_noise == 0.25
+    np.testing.assert_allclose(den(np.zeros((16, 16), np.float32)), -0.75 * SHIFT_HU, atol=1e-3)
+    assert load_denoiser(str(path), keep_noise=0.0)[0].keep_noise == 0.0

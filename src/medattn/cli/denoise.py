@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         spacing: float | None = typer.Option(None, "--spacing", min=0.01, max=20.0,
                                              help="pixel size in mm of inputs that carry none (PNG, most TIFF); "
                                                   "DICOM PixelSpacing and NIfTI voxel sizes are read from the file"),
+        keep_noise: float | None = typer.Option(
+            None, "--keep-noise", min=0.0, max=1.0,
+            help="share of the estimated noise to keep (default: the model card's, 0.25 for cadn-ldct: the "
+                 "normal-dose noise of a quarter-dose scan; 0 = remove all)"),
     ) -> None:
         """Denoise low-dose CT: DICOM in, DICOM out (same tags and geometry, new UIDs, DERIVED);
         NIfTI in, NIfTI out (affine kept); PNG/TIFF in, same out."""
@@ -30,7 +34,8 @@ def register(app: typer.Typer) -> None:
         from medattn.denoise.apply import denoise_paths
 
         notes: Counter[str] = Counter()
-        n = denoise_paths(model, inputs, out, force=force, dose=dose, window=window, spacing=spacing, notes=notes)
+        n = denoise_paths(model, inputs, out, force=force, dose=dose, window=window, spacing=spacing, notes=notes,
+                          keep_noise=keep_noise)
         for message, count in notes.items():
             prefix = "warning: " if "unknown" in message or "no RescaleIntercept" in message else ""
             typer.echo(f"{prefix}{message} ({count} slice{'s' if count != 1 else ''})", err=bool(prefix))
