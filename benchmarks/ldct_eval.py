@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, default=1, help="use every n-th held-out slice")
     ap.add_argument("--z", default=None, help="comma-separated slice indices of the held-out series to use")
     ap.add_argument("--no-bm3d", action="store_true")
-    ap.add_argument("--merge", default=None, help="add the methods of an earlier result JSON (same slices)")
+    ap.add_argument("--merge", action="append", default=[],
+                    help="add the methods of an earlier result JSON (same slices; repeatable)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--real", type=Path, default=None, help="folder of real quarter/full-dose pairs to evaluate on")
     ap.add_argument("--spacing", type=float, default=0.7421875, help="pixel size (mm) of the --real pairs")
+    ap.add_argument("--bm3d-oracle", action="store_true",
+                    help="--real only: also BM3D given the true noise SD (from quarter - full in soft tissue, x sqrt(4/3) "
+                         "for the whole quarter-dose noise): the best BM3D can do with a white-noise model")
     ap.add_argument("--native", action="store_true", help="run networks on the slices' own grid (no resampling)")
     ap.add_argument("--keep-noise", type=float, default=None,
                     help="share of the estimated noise the networks keep (default: each card's inference.keep_noise, "
@@ -102,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     costs: dict[str, dict[str, Any]] = {}
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_denoise
+    if args.bm3d_oracle and args.real is not None:
+        from medattn.denoise.noise import soft_tissue_mask
+
+        def bm3d_oracle(hu: np.ndarray) -> np.ndarray:
+            clean = current["clean"]
+            sigma = float((hu - clean)[soft_tissue_mask(clean)].std()) * np.sqrt(4.0 / 3.0)
+            return bm3d_denoise(hu, sigma_hu=sigma)
+
+        methods["BM3D (oracle noise SD)"] = bm3d_oracle
+    current: dict[str, np.ndarray] = {}
     for spec in args.run:
         label, _, path = spec.partition("=")
         path, _, keep_text = path.partition("@")
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     panel: dict[str, np.ndarray] = {}
     for n, i in enumerate(idx):
         low, clean, sid = pairs.pair(i)
+        current["clean"] = clean
         body = body_mask(clean)
         for name, fn in methods.items():
             t = time.perf_counter()
@@ -135,20 +150,21 @@ def main(argv: list[str] | None = None) -> int:
             panel["normal dose (target)"] = clean
         print(sid, {m: round(r[-1]["psnr"], 2) for m, r in rows.items()}, flush=True)
 
-    if args.merge:
-        earlier = json.loads(Path(args.merge).read_text(encoding="utf-8"))
+    for merge in args.merge:
+        earlier = json.loads(Path(merge).read_text(encoding="utf-8"))
         ids = [r["id"] for r in rows["low-dose input"]]
         for name, r in earlier["per_slice"].items():
             if name not in rows:
                 if [x["id"] for x in r] != ids:
-                    raise SystemExit(f"{args.merge}: {name} was measured on other slices")
+                    raise SystemExit(f"{merge}: {name} was measured on other slices")
                 rows[name] = r
                 prior = earlier["summary"].get(name, {})
                 costs[name] = {k: prior[k] for k in ("params", "gmacs_512", "weights") if k in prior}
+    if args.merge:
         if "BM3D" in rows and "BM3D" not in panel and panel:
             panel["BM3D"] = bm3d_denoise(pairs.pair(idx[panel_at])[0])
-        # keep the table order: input, BM3D, then the networks
-        rows = dict(sorted(rows.items(), key=lambda kv: (kv[0] != "low-dose input", kv[0] != "BM3D")))
+        # keep the table order: input, BM3D rows, then the networks
+        rows = dict(sorted(rows.items(), key=lambda kv: (kv[0] != "low-dose input", not kv[0].startswith("BM3D"))))
     summary = {}
     for name, r in rows.items():
         keys = [k for k in ("psnr", "ssim", "rmse_hu", "rmse_body_hu", "seconds") if all(k in x for x in r)]
@@ -184,8 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.curves:
-        save_curves({spec.partition("=")[0]: Path(spec.partition("=")[2]).parent / "history.csv" for spec in args.run},
-                    Path(args.curves))
+        histories: dict[str, Path] = {}
+        for spec in args.run:  # one curve per run folder (rows that differ only in @K share it)
+            label, _, path = spec.partition("=")
+            hist = Path(path.partition("@")[0]).parent / "history.csv"
+            if hist not in histories.values():
+                histories[label.split(",")[0]] = hist
+        save_curves(histories, Path(args.curves))
     if panel:
         crop = None
         if args.crop:

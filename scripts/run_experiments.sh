@@ -170,10 +170,14 @@ train ldct-blind-dncnn configs/ldct_cadn_blind.yaml --set model.name=dncnn \
 REAL=../shared/data/ct/mayo-l506-real
 step eval-ldct-real $PY benchmarks/ldct_eval.py --real "$REAL" --out benchmarks/results/ldct_real \
     --panels docs/img/ldct_real_crops.png --crop 140,90,160 --panel-slice 3 --threads "$OMP_NUM_THREADS" \
-    --no-bm3d --merge benchmarks/results/ldct_real_bm3d.json --curves docs/img/ldct_curves.png \
-    --run "cadn-ldct v1 (25 % dose, 0.98 mm)=runs/ldct13/cadn-ldct-v1.safetensors" \
-    --run "CADN-small blind=runs/ldct-blind-cadn_small/last.safetensors" \
-    --run "CADN blind=runs/ldct-blind-cadn/last.safetensors" \
-    --run "RED-CNN (48) blind=runs/ldct-blind-redcnn48/last.safetensors" \
-    --run "DnCNN blind=runs/ldct-blind-dncnn/last.safetensors"
+    --no-bm3d --merge benchmarks/results/ldct_real_bm3d.json --merge benchmarks/results/ldct_real_bm3d_oracle.json \
+    --curves docs/img/ldct_curves.png \
+    --run "cadn-ldct v1 (25 % dose, 0.98 mm), K 0=runs/ldct13/cadn-ldct-v1.safetensors@0" \
+    --run "cadn-ldct v1 (25 % dose, 0.98 mm), K 0.25=runs/ldct13/cadn-ldct-v1.safetensors@0.25" \
+    --run "CADN-small blind, K 0=runs/ldct-blind-cadn_small/last.safetensors@0" \
+    --run "CADN-small blind, K 0.25=runs/ldct-blind-cadn_small/last.safetensors@0.25" \
+    --run "CADN blind, K 0=runs/ldct-blind-cadn/last.safetensors@0" \
+    --run "CADN blind, K 0.25=runs/ldct-blind-cadn/last.safetensors@0.25" \
+    --run "RED-CNN (48) blind, K 0=runs/ldct-blind-redcnn48/last.safetensors@0" \
+    --run "RED-CNN (48) blind, K 0.25=runs/ldct-blind-redcnn48/last.safetensors@0.25"
 log "queue finished"
