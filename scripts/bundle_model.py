@@ -513,7 +513,12 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
                  "augment": ["random 90-degree turns", "horizontal flips"]
                  + ([f"pixel size drawn in {list(o.patch_spacing)} mm per patch"] if o.patch_spacing else [])},
         "split": {"protocol": "by volume: scans (groups) never straddle parts (medattn.denoise.data.CT_SOURCES roles)",
-                  "train_roles": o.train_roles, "val_roles": o.val_roles, "train": vols["train"], "val": vols["val"],
+                  **({"train_names": o.train_names} if o.train_names else {"train_roles": o.train_roles}),
+                  **({"val_pairs": rel(o.val_pairs), "note": "the real validation pairs give the validation curve and "
+                      "are the held-out table; the shipped checkpoint is the last epoch (not chosen on them) unless "
+                      "checkpoint.selected_on says otherwise. Unseen real slices judge the model outside the project"}
+                     if o.val_pairs else {"val_roles": o.val_roles}),
+                  "train": vols["train"], "val": vols["val"],
                   "test": test, "held_out_slices": [r["id"] for r in metrics["per_slice"]]},
         "epochs": epochs,
         "checkpoint": {"tag": args.checkpoint, "epoch": run_card.get("epoch"),
