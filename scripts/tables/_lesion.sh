@@ -31,7 +31,6 @@ fi
 RECIPE=(--set "data.input_size=$LESION_SIZE" --set optim.lr=5.0e-4 --set schedule.name=cosine
         --set schedule.warmup_epochs=1 --set train.precision=bf16 --set train.deterministic=false
         --set data.cache=true "${BUDGET[@]}")
-export PYTHONPATH=${PYTHONPATH:-src}
 
 # row NAME ARGS...: train row NAME (model and options in ARGS) on ISIC 2017 (each seed) and on each
 # PH2 fold; runs runs/<RUNS>isic-NAME-s<seed> and runs/<RUNS>ph2-NAME-f<fold>

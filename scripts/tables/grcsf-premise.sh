@@ -11,10 +11,18 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 E_NORM=${PREMISE_EPOCHS_NORMPIX:-6}
 E_PIX=${PREMISE_EPOCHS_PIXEL:-12}
-P=runs/premise
+M=runs/premise
 MAE=(configs/pretrain_mae_isic.yaml --quiet --set 'input_size=[128,128]' --set warmup_epochs=1
      --set lr=1.0e-3 --set data.cache=true --set mask_ratio=0.75)
-step premise-mae-normpix $MEDATTN pretrain "${MAE[@]}" --out "$P/mae-normpix" --set norm_pix_loss=true \
+step premise-mae-normpix $MEDATTN pretrain "${MAE[@]}" --out "$M/mae-normpix" --set norm_pix_loss=true \
     --set epochs="$E_NORM" --set 'snapshot_epochs=[2]'
-step premise-mae-pixel $MEDATTN pretrain "${MAE[@]}" --out "$P/mae-pixel" --set norm_pix_loss=false \
+step premise-mae-pixel $MEDATTN pretrain "${MAE[@]}" --out "$M/mae-pixel" --set norm_pix_loss=false \
     --set epochs="$E_PIX" --set "snapshot_epochs=[2, $((E_PIX / 2))]"
+step premise-auroc $PY -u benchmarks/grcsf_residual_auroc.py \
+    --mae "norm-pix target, 2 epochs=$M/mae-normpix/mae_epoch2.safetensors" \
+    --mae "norm-pix target, $E_NORM epochs=$M/mae-normpix/mae.safetensors" \
+    --mae "pixel target, 2 epochs=$M/mae-pixel/mae_epoch2.safetensors" \
+    --mae "pixel target, $((E_PIX / 2)) epochs=$M/mae-pixel/mae_epoch$((E_PIX / 2)).safetensors" \
+    --mae "pixel target, $E_PIX epochs=$M/mae-pixel/mae.safetensors" \
+    --sizes 128,64,192 --mask-ratios 0.75,0.5 --stats context,patch \
+    --pictures docs/img/results/grcsf_residual_maps.png --tag grcsf_residual_auroc
