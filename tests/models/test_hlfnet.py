@@ -21,6 +21,16 @@ class TestHLFNet(SegmentationModelTester):
     paper_params = 5_500_000
 
 
+class TestResUnet28(SegmentationModelTester):
+    """The residual blocks under the shared contract (gradients, determinism, ONNX); 8 channels for speed."""
+
+    model_name = "res_unet28"
+    options = {"base_width": 8}
+    paper_params = 6_200_000
+    param_options = {}
+    param_tolerance = 0.02
+
+
 class TestHLFNetDeepSupervision(SegmentationModelTester):
     model_name = "hlfnet"
     options = {"deep_supervision": True}
