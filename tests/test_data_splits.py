@@ -192,3 +192,24 @@ def test_committed_splits_are_the_documented_protocols(shared_data: Path) -> Non
     for i, fold in enumerate(folds):
         got = load_split(repo / f"ph2_5fold_fold{i}.json", root=shared_data / "ph2" / "PH2 Dataset images")
         assert {k: [s.id for s in v] for k, v in got.items()} == {k: [s.id for s in v] for k, v in fold.items()}
+
+
+def test_cli_split_folders_protocol(tmp_path: Path, run_cli) -> None:
+    from PIL import Image
+
+    data = tmp_path / "shared" / "isic"
+    for part, n in (("train", 10), ("val", 3)):
+        for sub in ("images", "masks"):
+            (data / part / sub).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4)).save(data / part / "images" / f"ISIC_{i:07d}.jpg")
+            Image.new("L", (4, 4), 255).save(data / part / "masks" / f"ISIC_{i:07d}.png")
+    out = tmp_path / "repo" / "split.json"
+    code, text, _ = run_cli("datasets", "split", data, "--protocol", "folders", "--val-ratio", "0.2",
+                            "--relative-root", "--out", out)
+    assert code == 0 and "train 8, val 2, test 3" in text
+    doc = json.loads(out.read_text())
+    assert doc["root"] == "../shared/isic" and doc["meta"]["protocol"] == "folders"
+    assert {k: len(v) for k, v in load_split(out).items()} == {"train": 8, "val": 2, "test": 3}
+    code, _, err = run_cli("datasets", "split", "--protocol", "folders", "--out", out)
+    assert code != 0 and "PATH" in err
