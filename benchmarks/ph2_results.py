@@ -1,4 +1,4 @@
-"""PH2 skin-lesion results of k-fold runs: Dice, Jaccard, accuracy as mean ± std over folds.
+"""Skin-lesion results of k-fold (PH2) or split (ISIC 2017) runs: Dice, Jaccard, accuracy ... mean ± std.
 
 Each run folder trained one fold (``data.split.kind: kfold``); its ``split.json``
 ``val`` part is that fold's held-out images. The engine also picks
@@ -11,7 +11,13 @@ images, an arm's score the mean ± sample std (ddof 1) over its folds. Arms
 are compared on the folds they share (paired differences).
 
 Writes ``<run>/ph2_eval_<checkpoint>.json`` (cached), ``benchmarks/results/ph2_results.{json,md}``
-and, with ``--overlays PNG``, image | ground truth | each arm's mask for a few fold-0 images::
+and, with ``--overlays PNG``, image | ground truth | each arm's mask for a few fold-0 images.
+
+Runs with a separate test part (``configs/splits/isic2017_seg.json``: validation carved from
+the training images, the 150 ISIC 2017 validation pairs as test) are scored with ``--part test``
+(then ``best`` is a fair choice: it was made on the validation part); runs of several seeds
+of one arm give mean ± std over the runs. ``--name`` sets the output file names, and each
+arm's parameter count is listed beside the paper's (``model_info(name).paper_params``)::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/ph2_results.py \
         --arm "HLF-Net scratch=runs/ph2-hlfnet-scratch-f*" \
@@ -49,19 +55,32 @@ DEFAULT_ARMS = (
 
 
 def fold_of(run: Path) -> int:
+    """The fold a run trained: ``data.split.fold`` (kfold), the split file's ``meta.fold`` (file), else the seed."""
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    return int(cfg["data"]["split"]["fold"])
+    split = cfg["data"]["split"]
+    if split.get("kind") == "kfold":
+        return int(split["fold"])
+    if split.get("kind") == "file" and split.get("file"):
+        meta = json.loads(Path(split["file"]).read_text(encoding="utf-8")).get("meta", {})
+        if "fold" in meta:
+            return int(meta["fold"])
+    return int(cfg.get("train", {}).get("seed", 0))
 
 
-def evaluate_fold(run: Path, checkpoint: str) -> dict[str, Any]:
-    """Scores of one fold's run on its held-out (``val``) images."""
+def evaluate_fold(run: Path, checkpoint: str, part: str = "val") -> dict[str, Any]:
+    """Scores of one fold's run on its held-out images (the ``part`` of its ``split.json``)."""
     import csv
+
+    from medattn.models import model_info
 
     weights = run / f"{checkpoint}.safetensors"
     lm = load_model(weights)
-    samples = load_split(run / "split.json")["val"]
+    parts = load_split(run / "split.json")
+    if part not in parts:
+        raise SystemExit(f"error: {run / 'split.json'} has no '{part}' part (parts: {', '.join(parts)})")
+    samples = parts[part]
     images = {}
     for s in samples:
         prob = predict_batch(lm, [read_rgb(s.image)])[0].prob
@@ -71,18 +90,23 @@ def evaluate_fold(run: Path, checkpoint: str) -> dict[str, Any]:
         for row in csv.DictReader(fh):
             seconds, epochs = seconds + float(row["seconds"]), max(epochs, int(row["epoch"]))
     card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
-    return {"run": str(run), "fold": fold_of(run), "checkpoint": checkpoint, "epoch": card.get("epoch"),
+    params = sum(p.numel() for p in lm.model.parameters())
+    paper = model_info(lm.name).paper_params if lm.name else None
+    return {"run": str(run), "fold": fold_of(run), "part": part, "model": lm.name, "params": params,
+            "paper_params": paper, "in_channels": lm.in_channels, "checkpoint": checkpoint, "epoch": card.get("epoch"),
             "epochs": epochs, "train_seconds": round(seconds, 1), "input_size": card.get("input_size"),
             "count": len(images), "mean": {k: float(np.mean([v[k] for v in images.values()])) for k in COLUMNS},
             "images": images}
 
 
-def cached(run: Path, checkpoint: str, force: bool) -> dict[str, Any]:
-    cache = run / f"ph2_eval_{checkpoint}.json"
+def cached(run: Path, checkpoint: str, force: bool, part: str = "val") -> dict[str, Any]:
+    cache = run / (f"ph2_eval_{checkpoint}.json" if part == "val" else f"eval_{part}_{checkpoint}.json")
     weights = run / f"{checkpoint}.safetensors"
     if cache.is_file() and not force and cache.stat().st_mtime > weights.stat().st_mtime:
-        return json.loads(cache.read_text(encoding="utf-8"))
-    result = evaluate_fold(run, checkpoint)
+        result = json.loads(cache.read_text(encoding="utf-8"))
+        if "params" in result:  # caches of older versions lack the parameter count
+            return result
+    result = evaluate_fold(run, checkpoint, part)
     atomic_write_text(cache, json.dumps(result, indent=1) + "\n")
     return result
 
@@ -95,22 +119,35 @@ def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
     out["train_minutes_per_fold"] = float(np.mean([f["train_seconds"] for f in folds]) / 60)
     out["epochs"] = sorted({f["epochs"] for f in folds})
     out["input_size"] = folds[0]["input_size"]
+    out["params"] = folds[0].get("params")
+    out["paper_params"] = folds[0].get("paper_params")
+    out["in_channels"] = folds[0].get("in_channels")
     return out
+
+
+def _millions(n: int | None) -> str:
+    return "-" if not n else f"{n / 1e6:.2f} M"
 
 
 def fmt(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
 
 
-def markdown(arms: dict[str, dict[str, Any]], paired: list[dict[str, Any]], checkpoint: str) -> str:
-    lines = ["| model | folds | " + " | ".join(HEADERS[k] for k in COLUMNS) + " | input | epochs | min / fold |",
-             "|---" * (len(COLUMNS) + 5) + "|"]
+def markdown(arms: dict[str, dict[str, Any]], paired: list[dict[str, Any]], checkpoint: str,
+             part: str = "val") -> str:
+    lines = ["| model | folds | " + " | ".join(HEADERS[k] for k in COLUMNS)
+             + " | params (paper) | input | epochs | min / fold |",
+             "|---" * (len(COLUMNS) + 6) + "|"]
     for label, s in arms.items():
         size = "x".join(map(str, s["input_size"])) if s["input_size"] else "-"
+        size += f", {s['in_channels']} ch" if s.get("in_channels") not in (None, 3) else ""
+        params = _millions(s.get("params")) + (f" ({_millions(s['paper_params'])})" if s.get("paper_params") else "")
         lines.append(f"| {label} | {','.join(map(str, s['folds']))} | " + " | ".join(fmt(s[k]) for k in COLUMNS)
-                     + f" | {size} | {','.join(map(str, s['epochs']))} | {s['train_minutes_per_fold']:.1f} |")
-    lines += ["", f"Scores of the {checkpoint} epoch's weights on each fold's held-out images (p > 0.5), "
-              "mean ± sample std over folds."]
+                     + f" | {params} | {size} | {','.join(map(str, s['epochs']))} | "
+                     f"{s['train_minutes_per_fold']:.1f} |")
+    where = "each fold's held-out images" if part == "val" else f"the '{part}' part of each run's split"
+    lines += ["", f"Scores of the {checkpoint} epoch's weights on {where} (p > 0.5), "
+              "mean ± sample std over folds (runs)."]
     for p in paired:
         lines.append(f"- {p['b']} minus {p['a']}, Dice on the shared folds {p['folds']}: "
                      f"{p['mean_diff']:+.3f} (per fold {', '.join(f'{d:+.3f}' for d in p['diffs'])})")
@@ -134,7 +171,7 @@ def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int,
     first = next(iter(runs.values()))
     ranked = sorted(first["images"], key=lambda i: -first["images"][i]["dice"])
     ids = [ranked[i] for i in dict.fromkeys(np.linspace(0, len(ranked) - 1, rows).round().astype(int).tolist())]
-    samples = {s.id: s for s in load_split(Path(first["run"]) / "split.json")["val"]}
+    samples = {s.id: s for s in load_split(Path(first["run"]) / "split.json")[first.get("part", "val")]}
     models = {label: load_model(Path(r["run"]) / f"{r['checkpoint']}.safetensors") for label, r in runs.items()}
     cols = 2 + len(runs)
     fig, axes = plt.subplots(len(ids), cols, figsize=(2.2 * cols, 1.8 * len(ids)), squeeze=False)
@@ -163,6 +200,8 @@ def main() -> None:
     ap.add_argument("--overlays", type=Path, default=None, help="write sample overlays to this PNG")
     ap.add_argument("--rows", type=int, default=4, help="overlay rows")
     ap.add_argument("--force", action="store_true", help="recompute cached per-run scores")
+    ap.add_argument("--part", default="val", help="split part scored: val (k-fold) or test (ISIC 2017 split)")
+    ap.add_argument("--name", default="ph2_results", help="output file names: <out>/<name>.{json,md}")
     args = ap.parse_args()
     per_arm: dict[str, list[dict[str, Any]]] = {}
     for spec in args.arm or DEFAULT_ARMS:
@@ -170,7 +209,7 @@ def main() -> None:
         runs = [Path(p) for p in sorted(glob.glob(pattern))
                 if Path(p).is_dir() and (Path(p) / f"{args.checkpoint}.safetensors").is_file()]
         if runs:
-            per_arm[label or pattern] = [cached(r, args.checkpoint, args.force) for r in runs]
+            per_arm[label or pattern] = [cached(r, args.checkpoint, args.force, args.part) for r in runs]
     if not per_arm:
         raise SystemExit("error: no finished fold runs found for any arm")
     arms = {label: summarize(folds) for label, folds in per_arm.items()}
@@ -184,13 +223,13 @@ def main() -> None:
         if shared:
             diffs = [db[k] - da[k] for k in shared]
             paired.append({"a": a, "b": b, "folds": shared, "diffs": diffs, "mean_diff": float(np.mean(diffs))})
-    meta = {"checkpoint": args.checkpoint, "cpus": os.cpu_count(),
+    meta = {"checkpoint": args.checkpoint, "part": args.part, "cpus": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     slim = {label: [{k: v for k, v in f.items() if k != "images"} for f in folds] for label, folds in per_arm.items()}
-    atomic_write_text(args.out / "ph2_results.json",
+    atomic_write_text(args.out / f"{args.name}.json",
                       json.dumps({"meta": meta, "arms": arms, "paired": paired, "folds": slim}, indent=1) + "\n")
-    md = markdown(arms, paired, args.checkpoint)
-    atomic_write_text(args.out / "ph2_results.md", md)
+    md = markdown(arms, paired, args.checkpoint, args.part)
+    atomic_write_text(args.out / f"{args.name}.md", md)
     print(md)
     if args.overlays:
         write_overlays(args.overlays, per_arm, args.rows)

@@ -184,3 +184,32 @@ def test_cvc_official_tiff_pairs_load(tmp_path: Path) -> None:
     item = SegmentationDataset(discover(root))[0]
     np.testing.assert_allclose(item["image"].numpy(), image.transpose(2, 0, 1) / 255.0, atol=1e-6)
     assert torch.equal(item["mask"][0].bool(), torch.from_numpy(mask > 127))
+
+
+def test_rgb_plus_gray_input_matches_inference(tmp_path: Path) -> None:
+    """in_channels=4 (HLF-Net's RGB + gray): training and inference build the same four channels."""
+    from medattn.inference.predict import to_model_channels
+    from medattn.io import rgb_to_gray
+
+    image, _ = _write_pair(tmp_path / "d", "a")
+    item = SegmentationDataset(discover(tmp_path / "d"), size=None, in_channels=4)[0]["image"]
+    assert item.shape == (4, 40, 60)
+    np.testing.assert_array_equal((item[:3].numpy() * 255).round(), image.transpose(2, 0, 1))
+    np.testing.assert_array_equal((item[3].numpy() * 255).round(), rgb_to_gray(image))
+    feed = to_model_channels(image, 4)
+    np.testing.assert_array_equal(feed.transpose(2, 0, 1), (item.numpy() * 255).round())
+    # a grayscale picture becomes R = G = B = gray
+    gray_feed = to_model_channels(image[..., 0], 4)
+    assert gray_feed.shape == (40, 60, 4) and (gray_feed == image[..., :1]).all()
+    unl = UnlabeledDataset(tmp_path / "d" / "images", size=8, in_channels=4)[0]["image"]
+    assert unl.shape == (4, 8, 8)
+
+
+def test_training_config_accepts_four_channels() -> None:
+    from pydantic import ValidationError
+
+    from medattn.training.config import DataConfig
+
+    assert DataConfig(in_channels=4).in_channels == 4
+    with pytest.raises(ValidationError):
+        DataConfig(in_channels=2)

@@ -244,3 +244,39 @@ def test_ph2_official_bmp_and_pipe_table(tmp_path: Path) -> None:
     assert index.layout == "ph2"
     assert [s.id for s in index.samples] == ["IMD002", "IMD010"]
     assert index.labels == {"IMD002": "atypical_nevus", "IMD010": "melanoma"}
+
+
+def _presplit(root: Path, parts: dict[str, int]) -> Path:
+    for part, n in parts.items():
+        for i in range(n):
+            _img(root / part / "images" / f"ISIC_{i:07d}.jpg")
+            _img(root / part / "masks" / f"ISIC_{i:07d}.png", mode="L", value=255)
+    return root
+
+
+def test_presplit_layout_train_val(tmp_path: Path) -> None:
+    root = _presplit(tmp_path / "isic2017-seg", {"train": 3, "val": 2})
+    assert detect_layout(root) == "presplit"
+    index = discover(root)
+    assert index.layout == "presplit" and len(index) == 5
+    assert [s.id for s in index.samples] == ["train/ISIC_0000000", "train/ISIC_0000001", "train/ISIC_0000002",
+                                             "val/ISIC_0000000", "val/ISIC_0000001"]
+    assert {s.dataset for s in index.samples} == {"isic2017-seg"}
+    assert all(s.mask.parent.name == "masks" and s.mask.parent.parent.name == s.id.split("/")[0]
+               for s in index.samples)
+
+
+def test_presplit_needs_part_folders(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    with pytest.raises(DatasetError, match="part folders"):
+        discover(tmp_path / "x", layout="presplit")
+
+
+@pytest.mark.data
+def test_real_isic2017_seg(shared_data: Path) -> None:
+    index = discover(shared_data / "isic2017-seg")
+    assert index.layout == "presplit"
+    assert len(index) == 2150 and index.problems == [] and not index.unmatched_images
+    parts = {s.id.split("/")[0] for s in index.samples}
+    assert parts == {"train", "val"}
+    assert sum(s.id.startswith("val/") for s in index.samples) == 150

@@ -140,3 +140,76 @@ def test_load_split_errors(tmp_path: Path) -> None:
     other.write_text('{"train": []}')
     with pytest.raises(MedattnIOError, match="not a medattn split file"):
         load_split(other)
+
+
+def _presplit_samples(parts: dict[str, int]) -> list[Sample]:
+    return [Sample(id=f"{p}/c{i}", image=Path(f"/d/{p}/images/c{i}.png"), mask=Path(f"/d/{p}/masks/c{i}.png"),
+                   dataset="d") for p, n in parts.items() for i in range(n)]
+
+
+def test_folder_split_val_folder_becomes_test_when_there_is_no_test() -> None:
+    from medattn.data import folder_split
+
+    parts = folder_split(_presplit_samples({"train": 20, "val": 5}), val_ratio=0.1, seed=0)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 18, "val": 2, "test": 5}
+    assert all(s.id.startswith("val/") for s in parts["test"])
+    assert all(s.id.startswith("train/") for s in parts["train"] + parts["val"])
+    assert not {s.id for s in parts["train"]} & {s.id for s in parts["val"]}
+    assert folder_split(_presplit_samples({"train": 20, "val": 5}), 0.1, seed=0) == parts
+    # with a test folder the released val folder validates
+    three = folder_split(_presplit_samples({"train": 4, "val": 2, "test": 3}))
+    assert {k: len(v) for k, v in three.items()} == {"train": 4, "val": 2, "test": 3}
+    with pytest.raises(DatasetError, match="unknown part"):
+        folder_split(_presplit_samples({"train": 2, "extra": 1}))
+    with pytest.raises(ConfigError, match="val_ratio"):
+        folder_split(_presplit_samples({"train": 4, "val": 2}), val_ratio=0.0)
+
+
+def test_relative_root_split_loads_from_any_working_folder(tmp_path: Path, monkeypatch) -> None:
+    data = tmp_path / "shared" / "d"
+    for part in ("images", "masks"):
+        (data / part).mkdir(parents=True)
+        (data / part / "a.png").write_bytes(b"x")
+    split = {"train": [Sample("a", data / "images" / "a.png", data / "masks" / "a.png")]}
+    target = save_split(tmp_path / "repo" / "configs" / "s.json", split, root=data, relative_root=True)
+    assert json.loads(target.read_text())["root"] == "../../shared/d"
+    monkeypatch.chdir(tmp_path / "shared")
+    loaded = load_split(Path("../repo/configs/s.json"))
+    assert loaded["train"][0].image == (data / "images" / "a.png").resolve()
+
+
+@pytest.mark.data
+def test_committed_splits_are_the_documented_protocols(shared_data: Path) -> None:
+    """configs/splits: ISIC 2017 = folder_split(seed 0, 10 %), PH2 folds = kfold_split(k=5, seed 0)."""
+    from medattn.data import discover, folder_split
+
+    repo = Path(__file__).resolve().parents[1] / "configs" / "splits"
+    isic = load_split(repo / "isic2017_seg.json", root=shared_data / "isic2017-seg")
+    expected = folder_split(discover(shared_data / "isic2017-seg").samples, 0.1, seed=0)
+    assert {k: [s.id for s in v] for k, v in isic.items()} == {k: [s.id for s in v] for k, v in expected.items()}
+    assert {k: len(v) for k, v in isic.items()} == {"train": 1800, "val": 200, "test": 150}
+    folds = kfold_split(discover(shared_data / "ph2").samples, 5, seed=0)
+    for i, fold in enumerate(folds):
+        got = load_split(repo / f"ph2_5fold_fold{i}.json", root=shared_data / "ph2" / "PH2 Dataset images")
+        assert {k: [s.id for s in v] for k, v in got.items()} == {k: [s.id for s in v] for k, v in fold.items()}
+
+
+def test_cli_split_folders_protocol(tmp_path: Path, run_cli) -> None:
+    from PIL import Image
+
+    data = tmp_path / "shared" / "isic"
+    for part, n in (("train", 10), ("val", 3)):
+        for sub in ("images", "masks"):
+            (data / part / sub).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4)).save(data / part / "images" / f"ISIC_{i:07d}.jpg")
+            Image.new("L", (4, 4), 255).save(data / part / "masks" / f"ISIC_{i:07d}.png")
+    out = tmp_path / "repo" / "split.json"
+    code, text, _ = run_cli("datasets", "split", data, "--protocol", "folders", "--val-ratio", "0.2",
+                            "--relative-root", "--out", out)
+    assert code == 0 and "train 8, val 2, test 3" in text
+    doc = json.loads(out.read_text())
+    assert doc["root"] == "../shared/isic" and doc["meta"]["protocol"] == "folders"
+    assert {k: len(v) for k, v in load_split(out).items()} == {"train": 8, "val": 2, "test": 3}
+    code, _, err = run_cli("datasets", "split", "--protocol", "folders", "--out", out)
+    assert code != 0 and "PATH" in err

@@ -120,3 +120,19 @@ def test_streaming_mean_skips_infinite_distances():
     assert agg["dice"] == pytest.approx(0.5)
     assert agg["hd95"] == 0.0 and agg["hd95_excluded"] == 1
     assert m.ids == ["same", "missed"]
+
+
+def test_table_metrics_equal_scikit_learn():
+    """The five columns of the lesion tables (Dice, Jaccard, accuracy, sensitivity, specificity)
+    against scikit-learn's independent implementations, on random and shifted masks."""
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(4)
+    gt = ndimage.gaussian_filter(rng.random((64, 80)), 6) > 0.5
+    for pred in (rng.random((64, 80)), np.roll(gt, (5, -3), (0, 1)) * 0.9, ndimage.binary_dilation(gt, iterations=3)):
+        s = segmentation_scores(pred, gt)
+        p, g = (pred > 0.5).ravel(), gt.ravel()
+        assert s["dice"] == pytest.approx(sk.f1_score(g, p))
+        assert s["iou"] == pytest.approx(sk.jaccard_score(g, p))
+        assert s["accuracy"] == pytest.approx(sk.accuracy_score(g, p))
+        assert s["recall"] == pytest.approx(sk.recall_score(g, p))
+        assert s["specificity"] == pytest.approx(sk.recall_score(g, p, pos_label=False))

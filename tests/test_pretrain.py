@@ -223,3 +223,17 @@ def test_cli_pretrain(tmp_path, shared_data, run_cli):
     assert (tmp_path / "o" / "mae.safetensors").is_file() and (tmp_path / "o" / "checkpoint.pt").is_file()
     code, _, err = run_cli("pretrain", cfg, "--set", "mask_ratio=1.5")
     assert code == 2 and err.strip().startswith("error: ") and "mask_ratio" in err and len(err.strip().splitlines()) == 1
+
+
+def test_snapshot_epochs_keep_the_weights_of_those_epochs(tmp_path, shared_data):
+    """snapshot_epochs=[1]: mae_epoch1.safetensors is the model after epoch 1, not the final one."""
+    cfg = _cfg(tmp_path, shared_data, epochs=2, snapshot_epochs=[1])
+    res = run_pretraining(cfg, progress=False)
+    snap = trainer.snapshot_path(res.weights, 1)
+    assert snap.name == "mae_epoch1.safetensors" and snap.is_file()
+    assert not trainer.snapshot_path(res.weights, 2).exists()
+    first, last = load_file(snap), load_file(res.weights)
+    assert first.keys() == last.keys()
+    assert any(not torch.equal(first[k], last[k]) for k in first)
+    with safe_open(str(snap), framework="pt") as fh:
+        assert "mae_options" in fh.metadata()

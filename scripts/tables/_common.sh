@@ -4,6 +4,7 @@
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+export PYTHONPATH=${PYTHONPATH:-src}  # this checkout's medattn, whichever one the venv installed
 MEDATTN=".venv/bin/medattn"
 PY=".venv/bin/python"
 NICE="nice -n 5"

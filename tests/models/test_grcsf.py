@@ -194,3 +194,24 @@ def test_mismatched_mae_file_is_a_clear_error(tmp_path):
 def test_missing_mae_file_names_the_path(tmp_path):
     with pytest.raises(MedattnIOError, match=r"no-such\.safetensors: pretrained weights file not found"):
         create("grcsf", mae=str(tmp_path / "no-such.safetensors"))
+
+
+def test_gcu_only_ablation_has_no_mae_and_no_rcu():
+    """use_rcu=False (Table row "GCU only") removes exactly the MAE and the RCU."""
+    full, gcu = small(), small(use_rcu=False)
+    assert gcu.mae is None and gcu.rcu is None
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(full) - n(gcu) == n(full.mae) + n(full.rcu)
+    assert not any(k.startswith(("mae.", "rcu.")) for k in gcu.state_dict())
+    assert gcu.stride == gcu.encoder.stride
+    x = torch.rand(1, 3, 64, 48)
+    gcu.eval()
+    with torch.no_grad():
+        prob = gcu.predict(x)
+        assert prob.shape == (1, 1, 64, 48)
+        torch.testing.assert_close(gcu.attention_map(x), prob)
+    with pytest.raises(ConfigError, match="use_rcu"):
+        gcu.residual_map(x)
+    gcu.train()
+    outs = gcu(x)
+    assert isinstance(outs, list) and len(outs) == 3

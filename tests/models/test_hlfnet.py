@@ -21,6 +21,16 @@ class TestHLFNet(SegmentationModelTester):
     paper_params = 5_500_000
 
 
+class TestResUnet28(SegmentationModelTester):
+    """The residual blocks under the shared contract (gradients, determinism, ONNX); 8 channels for speed."""
+
+    model_name = "res_unet28"
+    options = {"base_width": 8}
+    paper_params = 6_200_000
+    param_options = {}
+    param_tolerance = 0.02
+
+
 class TestHLFNetDeepSupervision(SegmentationModelTester):
     model_name = "hlfnet"
     options = {"deep_supervision": True}
@@ -214,3 +224,45 @@ def test_small_hlfnet_learns_a_synthetic_mask():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# -- the paper's baselines: Unet-28 and Res-Unet-28 ---------------------------
+@pytest.mark.parametrize(("name", "paper"), [("unet28", 5_900_000), ("res_unet28", 6_200_000)])
+def test_table1_baselines_match_the_papers_parameter_counts(name, paper):
+    net = create(name)
+    assert model_info(name).paper_params == paper
+    assert abs(n_params(net) - paper) / paper < 0.02
+    assert not net.use_hfe and not net.use_lfe
+    assert net.encoder.out_channels == [28, 56, 112, 224, 448]
+
+
+def test_res_unet28_is_unet28_with_residual_shortcuts():
+    from medattn.models.hlfnet import ResidualBlock
+
+    plain, res = create("unet28"), create("res_unet28")
+    blocks = [m for m in res.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 9  # 5 encoder stages + 4 decoder stages
+    shortcuts = sum(n_params(b.shortcut) for b in blocks)
+    assert shortcuts > 0 and n_params(res) - n_params(plain) == shortcuts
+    # the residual path really adds the block input
+    b = ResidualBlock(8, 8).eval()
+    x = torch.rand(1, 8, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), torch.relu(b.conv2(b.conv1(x)) + x))
+
+
+def test_plain_block_keeps_the_shipped_state_dict_keys():
+    keys = set(create("hlfnet").state_dict())
+    assert "encoder.stages.0.trunk.0.0.weight" in keys and "decoder.0.conv.1.0.weight" in keys
+
+
+def test_unknown_block_is_a_config_error():
+    with pytest.raises(ConfigError, match="block"):
+        create("hlfnet", block="bottleneck")
+
+
+def test_four_input_channels():
+    net = create("hlfnet", in_channels=4).eval()
+    assert net.encoder.stages[0].trunk[0][0].in_channels == 4
+    with torch.no_grad():
+        assert net(torch.rand(1, 4, 48, 64)).shape == (1, 1, 48, 64)

@@ -126,13 +126,53 @@ class _PerfectDecoderMAE(MAE):
 
 def test_residual_map_is_zero_for_a_perfect_reconstructor():
     torch.manual_seed(0)
-    for norm_pix in (True, False):
+    # a perfect pixel predictor; a perfect normalised-pixel predictor given each patch's own statistics
+    for norm_pix, stats in ((True, "patch"), (False, "patch"), (False, "context")):
         mae = _PerfectDecoderMAE(**SMALL, norm_pix_loss=norm_pix).eval()
         x = torch.rand(2, 3, 32, 24)
         mae._imgs = x
-        r = mae.residual_map(x, n_masks=4)
+        r = mae.residual_map(x, n_masks=4, stats=stats)
         assert r.shape == (2, 1, 32, 24)
         assert r.abs().max() < 1e-4
+
+
+def _skin_with_dark_patch() -> torch.Tensor:
+    """A 32x32 textured 'skin' image (patch 8: 4x4 grid) whose patch (1, 2) is dark, like a lesion."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.75 + 0.05 * torch.rand(1, 3, 32, 32, generator=g)
+    x[..., 8:16, 16:24] -= 0.5
+    return x
+
+
+def test_residual_map_does_not_see_a_hidden_patch_brightness():
+    """Defect (issue 16): the residual of a hidden patch was de-normalised with that patch's own mean
+    and std, so even a dark lesion the context cannot predict left no residual. By default the
+    hidden patch's statistics now come from the visible patches only."""
+    mae = _PerfectDecoderMAE(**SMALL, norm_pix_loss=True).eval()
+    x = _skin_with_dark_patch()
+    mae._imgs = x
+    with torch.no_grad():
+        r = mae.residual_map(x, n_masks=4)
+        leaky = mae.residual_map(x, n_masks=4, stats="patch")
+    lesion = r[..., 8:16, 16:24].mean()
+    rest = (r.sum() - r[..., 8:16, 16:24].sum()) / (r.numel() - 64)
+    assert lesion > 5 * rest
+    assert leaky.abs().max() < 1e-4  # the leak: a perfect *normalised* predictor explains the lesion away
+
+
+def test_context_reconstruction_ignores_hidden_pixels():
+    mae = small_mae().eval()
+    x = torch.rand(1, 3, 16, 16)
+    keep = torch.tensor([0, 1, 2])  # patch 3 (bottom right) hidden
+    y = x.clone()
+    y[..., 8:, 8:] = 0.1 * y[..., 8:, 8:]
+    with torch.no_grad():
+        a, b = (mae.reconstruct(v, keep, stats="context")[..., 8:, 8:] for v in (x, y))
+        pa, pb = (mae.reconstruct(v, keep, stats="patch")[..., 8:, 8:] for v in (x, y))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(pa, pb)
+    with pytest.raises(ValueError, match="stats"):
+        mae.reconstruct(x, keep, stats="own")
 
 
 def test_residual_map_averages_masked_passes_only():
@@ -145,7 +185,7 @@ def test_residual_map_averages_masked_passes_only():
     with torch.no_grad():
         for masked in sets:
             keep = torch.tensor([i for i in range(n) if i not in masked])
-            err = (mae.reconstruct(x, keep) - x).abs().mean(1, keepdim=True)
+            err = (mae.reconstruct(x, keep, stats="context") - x).abs().mean(1, keepdim=True)
             for i in masked:
                 r, c = divmod(i, 2)
                 expected[..., r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] += err[..., r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]

@@ -104,7 +104,10 @@ def split(
     out: Path = typer.Option(
         ..., "--out", help="split file to write (JSON); k-fold writes <stem>_fold<i>.json"
     ),
-    protocol: str = typer.Option(None, "--protocol", help="named protocol: 'pranet' (needs --data-root)"),
+    protocol: str = typer.Option(
+        None, "--protocol",
+        help="named protocol: 'pranet' (needs --data-root) or 'folders' (PATH's own train/val/test folders)",
+    ),
     data_root: Path = typer.Option(
         None, "--data-root", help="folder holding kvasir-seg/, cvc-clinicdb/ and splits/ (PraNet protocol)"
     ),
@@ -112,24 +115,37 @@ def split(
     kfold: int = typer.Option(0, "--kfold", help="number of folds for k-fold cross-validation"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same split)"),
     layout: str = typer.Option(None, "--layout", help=_LAYOUT_HELP),
+    val_ratio: float = typer.Option(
+        0.1, "--val-ratio", help="folders: share of train/ kept for validation when val/ becomes the test part"
+    ),
+    relative_root: bool = typer.Option(
+        False, "--relative-root", help="store the data root relative to the split file (a split to commit)"
+    ),
 ) -> None:
-    """Write a split file: the PraNet protocol, a seeded ratio split or k folds."""
-    from medattn.data import discover, kfold_split, pranet_split, ratio_split, save_split
+    """Write a split file: the PraNet protocol, a dataset's own folders, a seeded ratio split or k folds."""
+    from medattn.data import discover, folder_split, kfold_split, pranet_split, ratio_split, save_split
     from medattn.data.splits import parse_ratios
 
     chosen = [name for name, on in (("--protocol", protocol), ("--ratios", ratios), ("--kfold", kfold)) if on]
     if len(chosen) != 1:
-        raise ConfigError("give exactly one of --protocol pranet, --ratios R, --kfold K")
+        raise ConfigError("give exactly one of --protocol pranet|folders, --ratios R, --kfold K")
     written: list[tuple[Path, dict[str, int]]] = []
-    if protocol:
+    if protocol and protocol.lower() == "folders":
+        if path is None:
+            raise ConfigError("--protocol folders needs the dataset folder PATH (train/, val/, test/ parts)")
+        parts = folder_split(discover(path, layout=layout or "presplit").samples, val_ratio, seed)
+        save_split(out, parts, meta={"protocol": "folders", "val_ratio": val_ratio, "seed": seed,
+                                     "source": str(path)}, relative_root=relative_root)
+        written.append((out, {k: len(v) for k, v in parts.items()}))
+    elif protocol:
         if protocol.lower() != "pranet":
-            raise ConfigError(f"unknown protocol '{protocol}'; known: pranet")
+            raise ConfigError(f"unknown protocol '{protocol}'; known: pranet, folders")
         if data_root is None:
             raise ConfigError(
                 "--protocol pranet needs --data-root (the folder holding kvasir-seg/ and cvc-clinicdb/)"
             )
         parts = pranet_split(data_root)
-        save_split(out, parts, meta={"protocol": "pranet"})
+        save_split(out, parts, meta={"protocol": "pranet"}, relative_root=relative_root)
         written.append((out, {k: len(v) for k, v in parts.items()}))
     else:
         if path is None:
@@ -138,12 +154,12 @@ def split(
         if ratios:
             r = parse_ratios(ratios)
             parts = ratio_split(samples, r, seed=seed)
-            save_split(out, parts, meta={"ratios": list(r), "seed": seed, "source": str(path)})
+            save_split(out, parts, meta={"ratios": list(r), "seed": seed, "source": str(path)}, relative_root=relative_root)
             written.append((out, {k: len(v) for k, v in parts.items()}))
         else:
             for i, fold in enumerate(kfold_split(samples, kfold, seed=seed)):
                 target = out.with_name(f"{out.stem}_fold{i}{out.suffix or '.json'}")
-                save_split(target, fold, meta={"kfold": kfold, "fold": i, "seed": seed, "source": str(path)})
+                save_split(target, fold, meta={"kfold": kfold, "fold": i, "seed": seed, "source": str(path)}, relative_root=relative_root)
                 written.append((target, {k: len(v) for k, v in fold.items()}))
     for target, counts in written:
         typer.echo(f"wrote {target}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

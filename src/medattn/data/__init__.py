@@ -12,6 +12,7 @@ from typing import Any
 from medattn.data.layouts import LAYOUTS, detect_layout, discover, load_kvasir_boxes
 from medattn.data.splits import (
     evaluation_samples,
+    folder_split,
     kfold_split,
     listed_samples,
     load_split,
@@ -45,6 +46,7 @@ __all__ = [
     "detect_layout",
     "discover",
     "evaluation_samples",
+    "folder_split",
     "kfold_split",
     "listed_samples",
     "load_kvasir_boxes",

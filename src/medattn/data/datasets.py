@@ -56,12 +56,18 @@ def read_sample_mask(sample: Sample) -> np.ndarray:
     return mask
 
 
+#: input channel counts of the datasets: gray, RGB, RGB + gray (HLF-Net's ISIC input)
+CHANNEL_CHOICES = (1, 3, 4)
+
+
 def _read_image(path: Path, in_channels: int) -> np.ndarray:
-    """uint8 (H, W, C) with C = in_channels."""
-    from medattn.io import read_gray, read_rgb
+    """uint8 (H, W, C) with C = in_channels (4: RGB + luminance, :func:`medattn.io.rgb_plus_gray`)."""
+    from medattn.io import read_gray, read_rgb, rgb_plus_gray
 
     if in_channels == 1:
         return read_gray(path)[..., None]
+    if in_channels == 4:
+        return rgb_plus_gray(read_rgb(path))
     return read_rgb(path)
 
 
@@ -134,7 +140,7 @@ class SegmentationDataset(_Base):
         size: ``(H, W)`` every pair is resized to before augmentation; ``None`` keeps the
             original size (batching then needs equal sizes).
         transforms: a callable on the dict, e.g. :func:`medattn.data.build_transforms`.
-        in_channels: 3 (RGB) or 1 (luminance).
+        in_channels: 3 (RGB), 1 (luminance) or 4 (RGB + luminance).
         cache: keep the resized, un-augmented pairs in memory (uint8 image, bool mask).
 
     ``orig_size`` is the (H, W) of the file, for resizing predictions back.
@@ -153,8 +159,8 @@ class SegmentationDataset(_Base):
         cache: bool = False,
     ) -> None:
         super().__init__(transforms, cache)
-        if in_channels not in (1, 3):
-            raise DatasetError(f"in_channels={in_channels}: use 1 (gray) or 3 (RGB)")
+        if in_channels not in CHANNEL_CHOICES:
+            raise DatasetError(f"in_channels={in_channels}: use 1 (gray), 3 (RGB) or 4 (RGB + gray)")
         self.samples = _samples_of(samples)
         unlabeled = [s for s in self.samples if s.mask is None and not s.extra_masks]
         if unlabeled:
@@ -227,8 +233,8 @@ class UnlabeledDataset(_Base):
         cache: bool = False,
     ) -> None:
         super().__init__(transforms, cache)
-        if in_channels not in (1, 3):
-            raise DatasetError(f"in_channels={in_channels}: use 1 (gray) or 3 (RGB)")
+        if in_channels not in CHANNEL_CHOICES:
+            raise DatasetError(f"in_channels={in_channels}: use 1 (gray), 3 (RGB) or 4 (RGB + gray)")
         self.samples = _samples_of(paths_or_index)
         ids = [s.id for s in self.samples]
         if len(set(ids)) != len(ids):

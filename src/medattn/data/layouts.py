@@ -15,6 +15,7 @@ layout                      folder shape
 ``ph2``                     ``PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp|png``
 ``isic``                    ``ISIC_*.jpg`` + ``ISIC_*_segmentation.png`` (masks optional)
 ``dsb2018``                 ``<id>/images/<id>.png`` + ``<id>/masks/*.png`` (instances, merged)
+``presplit``                ``train/``, ``val/`` (and/or ``test/``), each ``images/`` + ``masks/``; ids ``<part>/<stem>``
 ``paired``                  any image folder + mask folder, matched by file stem
 ``unlabeled``               any folder of images without masks
 ==========================  =====================================================================
@@ -45,9 +46,13 @@ LAYOUTS = (
     "ph2",
     "isic",
     "dsb2018",
+    "presplit",
     "paired",
     "unlabeled",
 )
+
+# Part folder names of a dataset released already split (ISIC 2017 segmentation: train/ + val/).
+PRESPLIT_PARTS = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 
 # Subset folder names of the PraNet TestDataset release.
 PRANET_TEST_SUBSETS = frozenset({"cvc-300", "cvc-clinicdb", "cvc-colondb", "etis-laribpolypdb", "kvasir"})
@@ -366,6 +371,38 @@ def load_isic(root: Path) -> DatasetIndex:
     return DatasetIndex(root, "isic", samples, ui, um, problems)
 
 
+def load_presplit(root: Path) -> DatasetIndex:
+    """A dataset released already split: ``<part>/images`` + ``<part>/masks`` for parts such as
+    ``train``, ``val``, ``test``; ids ``<part>/<stem>`` (``part_of(sample)`` gives the part),
+    ``Sample.dataset`` = the root folder's name.
+
+    ``../shared/data/isic2017-seg`` is one: the 2000 ISIC 2017 training and 150 validation pairs.
+    """
+    parts = [sub for sub in _subset_dirs(root) if sub.name.lower() in PRESPLIT_PARTS]
+    if not parts:
+        raise DatasetError(f"{root}: expected part folders ({', '.join(sorted(PRESPLIT_PARTS))}) "
+                           "each holding 'images/' and 'masks/'")
+    index = DatasetIndex(root, "presplit")
+    for sub in parts:
+        image_dir, mask_dir = _images_masks(sub)
+        samples, ui, um, problems = pair_by_stem(
+            _images_in(image_dir), _images_in(mask_dir), root.name, id_prefix=f"{sub.name}/"
+        )
+        index.samples += samples
+        index.unmatched_images += ui
+        index.unmatched_masks += um
+        index.problems += problems
+    return index
+
+
+def part_of(sample: Sample) -> str:
+    """The part folder (``train``, ``val`` ...) of a :func:`load_presplit` sample id."""
+    part, sep, _ = sample.id.partition("/")
+    if not sep:
+        raise DatasetError(f"sample id '{sample.id}' has no '<part>/' prefix (not a presplit dataset)")
+    return part
+
+
 def _dsb_cases(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / "images" / f"{p.name}.png").is_file())
 
@@ -437,6 +474,7 @@ ADAPTERS: dict[str, Callable[[Path], DatasetIndex]] = {
     "ph2": load_ph2,
     "isic": load_isic,
     "dsb2018": load_dsb2018,
+    "presplit": load_presplit,
     "paired": load_paired,
     "unlabeled": load_unlabeled,
 }
@@ -475,6 +513,8 @@ def detect_layout(root: str | Path) -> str | None:
     if _dsb_cases(root):
         return "dsb2018"
     subsets = _subset_dirs(root)
+    if subsets and all(s.name.lower() in PRESPLIT_PARTS for s in subsets):
+        return "presplit"
     if subsets and (name == "testdataset" or all(s.name.lower() in PRANET_TEST_SUBSETS for s in subsets)):
         return "pranet-test"
     if _child(root, "traindataset") and not _child(root, "testdataset"):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medattn.data.layouts import discover
+from medattn.data.layouts import discover, part_of
 from medattn.data.types import DatasetIndex, Sample
 from medattn.errors import ConfigError, DatasetError, MedattnIOError
 from medattn.utils.fileio import atomic_write_text
@@ -148,6 +148,42 @@ def kfold_split(samples: Sequence[Sample], k: int = 5, seed: int = 0) -> list[di
     return folds
 
 
+_TRAIN_PARTS, _VAL_PARTS, _TEST_PARTS = ("train", "training"), ("val", "valid", "validation"), ("test", "testing")
+
+
+def folder_split(samples: Sequence[Sample], val_ratio: float = 0.1, seed: int = 0) -> dict[str, list[Sample]]:
+    """The parts of a dataset released already split (layout ``presplit``) as ``train/val/test``.
+
+    The ``test`` folder is the test part. Without one, the released *validation* folder becomes
+    the test part and the validation part (checkpoint choice) is a seeded ``val_ratio`` share of
+    the training folder, so that no choice is made on the images that are scored. This is the
+    ISIC 2017 segmentation protocol here: the 600 official test masks are not available, so the
+    150 official validation pairs are the test set and 10 % of the 2000 training pairs validate.
+    """
+    by_part: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_part.setdefault(part_of(s).lower(), []).append(s)
+    unknown = sorted(set(by_part) - {*_TRAIN_PARTS, *_VAL_PARTS, *_TEST_PARTS})
+    if unknown:
+        raise DatasetError(f"unknown part folders {unknown}; expected train, val, test")
+    train = [s for k in _TRAIN_PARTS for s in by_part.get(k, [])]
+    val = [s for k in _VAL_PARTS for s in by_part.get(k, [])]
+    test = [s for k in _TEST_PARTS for s in by_part.get(k, [])]
+    if not train:
+        raise DatasetError("the dataset has no train/ part")
+    if not test:
+        test, val = val, []
+    if not val:
+        if not 0.0 < val_ratio < 1.0:
+            raise ConfigError(f"val_ratio {val_ratio}: give a share in (0, 1) to carve validation from train")
+        parts = ratio_split(train, (1.0 - val_ratio, val_ratio), seed=seed)
+        train, val = parts["train"], parts["val"]
+    out = {"train": train, "val": val}
+    if test:
+        out["test"] = test
+    return out
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -162,12 +198,15 @@ def save_split(
     split: Mapping[str, Sequence[Sample]],
     root: str | Path | None = None,
     meta: Mapping[str, Any] | None = None,
+    relative_root: bool = False,
 ) -> Path:
     """Write ``split`` as JSON (atomically): ids, dataset names and paths relative to ``root``.
 
     ``root`` defaults to the deepest folder holding every file; it is stored as an absolute
-    path and can be overridden when loading (for a moved dataset). ``meta`` (protocol,
-    seed, ratios ...) is stored alongside for provenance.
+    path and can be overridden when loading (for a moved dataset). ``relative_root`` stores it
+    relative to the split file's folder instead, for a split committed next to the code (the
+    data then has to sit at the same place relative to the checkout, e.g. ``../shared/data``).
+    ``meta`` (protocol, seed, ratios ...) is stored alongside for provenance.
     """
     files = [
         Path(f).resolve()
@@ -181,7 +220,7 @@ def save_split(
     base = Path(root).resolve() if root is not None else Path(os.path.commonpath([f.parent for f in files]))
     doc = {
         "format": SPLIT_FORMAT,
-        "root": str(base),
+        "root": _rel(base, Path(path).resolve().parent) if relative_root else str(base),
         "meta": dict(meta or {}),
         "counts": {name: len(part) for name, part in split.items()},
         "splits": {
@@ -218,7 +257,7 @@ def load_split(path: str | Path, root: str | Path | None = None) -> dict[str, li
         raise MedattnIOError(path, f"not a medattn split file (expected format '{SPLIT_FORMAT}')")
     base = Path(root) if root is not None else Path(doc.get("root", path.parent))
     if not base.is_absolute():
-        base = path.parent / base
+        base = (path.parent / base).resolve()
 
     def resolve(rel: str | None) -> Path | None:
         return None if rel is None else base / rel

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from medattn.data.datasets import _resize_image
 from medattn.inference.loading import LoadedModel
-from medattn.io import rgb_to_gray
+from medattn.io import rgb_plus_gray, rgb_to_gray
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Prediction:
 
 
 def to_model_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
-    """uint8 (H, W) / (H, W, C) -> uint8 (H, W, in_channels)."""
+    """uint8 (H, W) / (H, W, C) -> uint8 (H, W, in_channels); 4 = RGB + luminance (HLF-Net's input)."""
     a = np.asarray(image)
     if a.dtype != np.uint8:
         from medattn.inference.render import to_rgb8
@@ -50,8 +50,10 @@ def to_model_channels(image: np.ndarray, in_channels: int) -> np.ndarray:
         a = a[..., :3]
     if in_channels == 1 and a.shape[2] == 3:
         a = rgb_to_gray(a)[..., None]
-    elif in_channels == 3 and a.shape[2] == 1:
+    elif in_channels in (3, 4) and a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
+    if in_channels == 4:
+        a = rgb_plus_gray(a)
     return a
 
 

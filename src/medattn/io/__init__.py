@@ -26,7 +26,15 @@ from medattn.io.base import (
     register_reader,
     register_writer,
 )
-from medattn.io.convert import MASK_THRESHOLD, read_gray, read_mask, read_rgb, rgb_to_gray, to_uint8
+from medattn.io.convert import (
+    MASK_THRESHOLD,
+    read_gray,
+    read_mask,
+    read_rgb,
+    rgb_plus_gray,
+    rgb_to_gray,
+    to_uint8,
+)
 from medattn.io.core import read_image, write_image
 from medattn.io.dicom import read_dicom_series
 from medattn.io.windows import WINDOWS, apply_window
@@ -49,6 +57,7 @@ __all__ = [
     "read_rgb",
     "register_reader",
     "register_writer",
+    "rgb_plus_gray",
     "rgb_to_gray",
     "to_uint8",
     "write_image",

@@ -77,6 +77,16 @@ def rgb_to_gray(rgb: np.ndarray, rule: str = "opencv") -> np.ndarray:
     raise ValueError(f"unknown luminance rule {rule!r} (use 'opencv' or 'libpng')")
 
 
+def rgb_plus_gray(rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W, 4)``: the RGB channels and their luminance (:func:`rgb_to_gray`) as a fourth.
+
+    HLF-Net's skin-lesion input ("besides the original RGB channels, we added an additional
+    grayscale channel"); training (``data.in_channels: 4``) and inference build it the same way.
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    return np.concatenate([rgb, rgb_to_gray(rgb)[..., None]], axis=2)
+
+
 def _plane(data: ImageData, what: str) -> np.ndarray:
     """The single 2-D plane of ``data`` (a one-slice volume is squeezed)."""
     arr = data.array

@@ -260,6 +260,8 @@ class GRCSF(SegmentationModel):
         rcu_stride: decoder stride at which the RCU fuses the residual map.
         rcu_dim, rcu_heads: width and heads of the RCU cross-attention.
         deep_supervision: auxiliary logits from the two coarser decoder stages in training.
+        use_rcu: ``False`` drops the RCU and the MAE (ablation "GCU only": the U-shaped network
+            with its Global Compensation Units; ``mae`` options are then ignored).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, encoder: str = "unet_encoder",
@@ -269,24 +271,26 @@ class GRCSF(SegmentationModel):
                  mae: str | os.PathLike[str] | None = None, mae_options: dict[str, Any] | None = None,
                  freeze_mae: bool = True, mae_masks: int = 4, mae_mask_ratio: float | None = None,
                  rcu_stride: int = 4, rcu_dim: int = 64, rcu_heads: int = 4,
-                 deep_supervision: bool = True) -> None:
+                 deep_supervision: bool = True, use_rcu: bool = True) -> None:
         enc = create_encoder(encoder, in_channels=in_channels, pretrained=pretrained_encoder,
                              **(encoder_options or {}))
-        mae_net = self._build_mae(mae, mae_options, in_channels)
-        stride = math.lcm(enc.stride, mae_net.patch_size)
+        mae_net = self._build_mae(mae, mae_options, in_channels) if use_rcu else None
+        stride = math.lcm(enc.stride, mae_net.patch_size) if mae_net is not None else enc.stride
         super().__init__(in_channels, num_classes, stride=stride, deep_supervision=deep_supervision)
         self.encoder = enc
         self.mae = mae_net
+        self.use_rcu = use_rcu
         self.freeze_mae = freeze_mae
         self.mae_masks = mae_masks
         self.mae_mask_ratio = mae_mask_ratio
         # Options that rebuild this architecture without the weight files (their tensors are in
         # this model's state dict): a checkpoint card can store these over the original paths.
-        self.rebuild_options: dict[str, Any] = {"mae": None, "mae_options": dict(mae_net.options),
-                                                "pretrained_encoder": None}
-        if freeze_mae:
-            self.mae.requires_grad_(False)
-            self.mae.eval()
+        self.rebuild_options: dict[str, Any] = {"mae": None, "pretrained_encoder": None}
+        if self.mae is not None:
+            self.rebuild_options["mae_options"] = dict(self.mae.options)
+            if freeze_mae:
+                self.mae.requires_grad_(False)
+                self.mae.eval()
 
         chans, reds = list(enc.out_channels), list(enc.reductions)
         fine_chans, fine_reds = [in_channels, *chans[:-1]], [1, *reds[:-1]]
@@ -310,8 +314,8 @@ class GRCSF(SegmentationModel):
         if rcu_stride not in dec_reds:
             raise ConfigError(f"rcu_stride {rcu_stride} is not a decoder stride of {encoder!r} ({dec_reds})")
         self.rcu_index = dec_reds.index(rcu_stride)
-        self.rcu = RCU(dec[self.rcu_index], chans[-1], patch_size=mae_net.patch_size, stride=rcu_stride,
-                       dim=rcu_dim, num_heads=rcu_heads)
+        self.rcu = (RCU(dec[self.rcu_index], chans[-1], patch_size=mae_net.patch_size, stride=rcu_stride,
+                        dim=rcu_dim, num_heads=rcu_heads) if mae_net is not None else None)
         self.head = nn.Conv2d(dec[-1], num_classes, 1)
         # auxiliary heads on the two decoder stages before the last one
         self.aux_indices = [i for i in range(max(0, n_up - 3), n_up - 1)] if deep_supervision else []
@@ -342,12 +346,14 @@ class GRCSF(SegmentationModel):
 
     def train(self, mode: bool = True) -> GRCSF:
         super().train(mode)
-        if self.freeze_mae:
+        if self.freeze_mae and self.mae is not None:
             self.mae.eval()  # a frozen MAE stays deterministic while GRCSF trains
         return self
 
     def residual_map(self, x: torch.Tensor) -> torch.Tensor:
         """MAE residual ``|x_hat - x|`` ``(B, 1, H, W)``, divided by its per-image mean (scale-free)."""
+        if self.mae is None:
+            raise ConfigError("this GRCSF has no RCU and no MAE (use_rcu=False): there is no residual map")
         c = self.mae.in_channels
         img = x
         if x.shape[1] != c:  # a grey image for an RGB MAE and vice versa
@@ -356,18 +362,19 @@ class GRCSF(SegmentationModel):
             r = self.mae.residual_map(img, mask_ratio=self.mae_mask_ratio, n_masks=self.mae_masks)
         return r / (r.mean(dim=(2, 3), keepdim=True) + 1e-6)
 
-    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Main logits, aux logits, RCU importance ``s`` (patch grid) and residual map, on a padded input."""
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """Main logits, aux logits, RCU importance ``s`` (patch grid) and residual map (None without
+        an RCU), on a padded input."""
         feats = self.encoder(x)
         skips, fine = [], x
         for gcu, coarse in zip(self.gcus, feats, strict=True):
             fine = gcu(fine, coarse)
             skips.append(fine)
-        residual = self.residual_map(x)
-        y, aux_feats, importance = skips[-1], {}, residual.new_zeros(())
+        residual = self.residual_map(x) if self.rcu is not None else None
+        y, aux_feats, importance = skips[-1], {}, x.new_zeros(())
         for i, (block, skip) in enumerate(zip(self.decoder, reversed(skips[:-1]), strict=True)):
             y = block(y, skip)
-            if i == self.rcu_index:
+            if i == self.rcu_index and self.rcu is not None:
                 y, importance = self.rcu(y, residual, skips[-1])
             aux_feats[i] = y
         aux = [h(aux_feats[i]) for h, i in zip(self.aux_heads, self.aux_indices, strict=True)]
@@ -383,14 +390,17 @@ class GRCSF(SegmentationModel):
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """The RCU's evidence ``Up(s) * R`` ``(B, 1, H, W)``: residual map weighted by patch importance.
 
-        Used by ``medattn predict`` and the application as the attention image.
+        Used by ``medattn predict`` and the application as the attention image. Without an RCU
+        (``use_rcu=False``) there is no such evidence: the foreground probability is returned.
         """
         self._check_input(x)
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-        _, _, s, r = self._run(x)
+        main, _, s, r = self._run(x)
+        if r is None:
+            return torch.sigmoid(self._fit(main, h, w, x.shape[-2:]))[:, :1]
         return (F.interpolate(s, size=r.shape[-2:], mode="nearest") * r)[..., :h, :w]
 
 
@@ -400,7 +410,7 @@ class GRCSF(SegmentationModel):
     paper="Improving Lesion Segmentation in Medical Images by Global and Regional Feature Compensation, "
           "arXiv, Feb. 2025",
     default_options={"encoder": "unet_encoder", "mae": None, "freeze_mae": True, "mae_masks": 4,
-                     "rcu_stride": 4, "deep_supervision": True},
+                     "rcu_stride": 4, "deep_supervision": True, "use_rcu": True},
 )
 def grcsf(**kwargs) -> GRCSF:
     """GRCSF: U-shaped network with Global (GCU) and Region (RCU, MAE residual) Compensation Units."""

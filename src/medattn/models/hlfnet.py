@@ -64,6 +64,36 @@ class ConvGNReLU(nn.Sequential):
         )
 
 
+class ResidualBlock(nn.Module):
+    """Two conv modules with an identity (or 1x1 conv + GN projection) shortcut [He et al. 2016].
+
+    ``ReLU(GN(conv3x3(ConvGNReLU(x))) + shortcut(x))``: the block the paper's Res-Unet-28 puts in
+    place of each pair of conv modules (see :func:`conv_block`).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int = 8) -> None:
+        super().__init__()
+        self.conv1 = ConvGNReLU(in_ch, out_ch, groups=groups)
+        self.conv2 = nn.Sequential(nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), group_norm(out_ch, groups))
+        self.shortcut = (nn.Identity() if in_ch == out_ch else
+                         nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), group_norm(out_ch, groups)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+BLOCKS = ("plain", "residual")
+
+
+def conv_block(in_ch: int, out_ch: int, block: str = "plain", groups: int = 8) -> nn.Module:
+    """The two-conv-module unit of every encoder and decoder stage: ``plain`` (U-Net) or ``residual``."""
+    if block == "plain":
+        return nn.Sequential(ConvGNReLU(in_ch, out_ch, groups=groups), ConvGNReLU(out_ch, out_ch, groups=groups))
+    if block == "residual":
+        return ResidualBlock(in_ch, out_ch, groups)
+    raise ConfigError(f"block {block!r}: use one of {', '.join(BLOCKS)}")
+
+
 def _resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -97,15 +127,16 @@ class SemanticBranch(nn.Module):
 class LFE(nn.Module):
     """Low-level feature enhancement module: ``X~ = (1 + sigmoid(s')) * F_tr(X)`` (sec. 2.2, Fig. 2).
 
-    The trunk ``F_tr`` is two conv modules; the residual ``1 +`` keeps the
+    The trunk ``F_tr`` is two conv modules (a :class:`ResidualBlock` with ``block="residual"``);
+    the residual ``1 +`` keeps the
     trunk response from shrinking when blocks are stacked. With
     ``use_semantic=False`` the block is the trunk alone (ablation).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, use_semantic: bool = True, groups: int = 8) -> None:
+    def __init__(self, in_ch: int, out_ch: int, use_semantic: bool = True, groups: int = 8,
+                 block: str = "plain") -> None:
         super().__init__()
-        self.trunk = nn.Sequential(ConvGNReLU(in_ch, out_ch, groups=groups),
-                                   ConvGNReLU(out_ch, out_ch, groups=groups))
+        self.trunk = conv_block(in_ch, out_ch, block, groups)
         self.semantic = SemanticBranch(in_ch, out_ch, groups) if use_semantic else None
         self.last_map: torch.Tensor | None = None  # sigma(s'), kept for attention-map display
 
@@ -159,13 +190,14 @@ class HLFEncoder(Encoder):
     """
 
     def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128, 256),
-                 use_lfe: bool = True, groups: int = 8) -> None:
+                 use_lfe: bool = True, groups: int = 8, block: str = "plain") -> None:
         super().__init__()
         self.out_channels = list(widths)
         self.reductions = [2 ** i for i in range(len(widths))]
         chans = [in_channels, *widths]
         self.stages = nn.ModuleList(
-            LFE(chans[i], chans[i + 1], use_semantic=use_lfe, groups=groups) for i in range(len(widths))
+            LFE(chans[i], chans[i + 1], use_semantic=use_lfe, groups=groups, block=block)
+            for i in range(len(widths))
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -191,13 +223,12 @@ class DecoderStage(nn.Module):
     """
 
     def __init__(self, in_ch: int, skip_ch: int, out_ch: int, use_hfe: bool = True,
-                 reduction: int = 1, groups: int = 8) -> None:
+                 reduction: int = 1, groups: int = 8, block: str = "plain") -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, skip_ch, 2, stride=2)
         cat = 2 * skip_ch
         self.hfe = HFE(cat, reduction, groups) if use_hfe else nn.Identity()
-        self.conv = nn.Sequential(ConvGNReLU(cat, out_ch, groups=groups),
-                                  ConvGNReLU(out_ch, out_ch, groups=groups))
+        self.conv = conv_block(cat, out_ch, block, groups)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         u = self.up(x)
@@ -225,15 +256,18 @@ class HLFNet(SegmentationModel):
             the encoder's widths and the logits are up-sampled from its finest stride.
         pretrained_encoder: local state-dict file for :attr:`encoder` (MAE-pretrained
             LFE weights, or ImageNet weights of a zoo encoder).
+        block: ``"plain"`` (two conv modules per stage) or ``"residual"``
+            (:class:`ResidualBlock`; with both modules off and ``base_width=28`` this is
+            the paper's Res-Unet-28).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_width: int = 16,
                  use_hfe: bool = True, use_lfe: bool = True, hfe_reduction: int = 1, groups: int = 8,
                  deep_supervision: bool = False, encoder: str = "lfe",
-                 pretrained_encoder: str | os.PathLike[str] | None = None) -> None:
+                 pretrained_encoder: str | os.PathLike[str] | None = None, block: str = "plain") -> None:
         if encoder == "lfe":
             enc: Encoder = HLFEncoder(in_channels, [base_width * 2 ** i for i in range(5)],
-                                      use_lfe=use_lfe, groups=groups)
+                                      use_lfe=use_lfe, groups=groups, block=block)
             if pretrained_encoder:
                 enc.load_pretrained(pretrained_encoder)
         else:
@@ -248,7 +282,7 @@ class HLFNet(SegmentationModel):
         widths = list(enc.out_channels)
         n = len(widths) - 1
         self.decoder = nn.ModuleList(
-            DecoderStage(widths[i + 1], widths[i], widths[i], use_hfe, hfe_reduction, groups)
+            DecoderStage(widths[i + 1], widths[i], widths[i], use_hfe, hfe_reduction, groups, block)
             for i in reversed(range(n))
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
@@ -310,4 +344,19 @@ def hlfnet_no_lfe(**kwargs) -> HLFNet:
 @register_model("hlfnet_plain", default_options={"use_hfe": False, "use_lfe": False}, **_REG)
 def hlfnet_plain(**kwargs) -> HLFNet:
     """HLF-Net with both modules off: the GroupNorm U-Net the ablation starts from."""
+    return HLFNet(**kwargs)
+
+
+@register_model("unet28", paper_params=5_900_000,
+                default_options={"use_hfe": False, "use_lfe": False, "base_width": 28}, **_REG)
+def unet28(**kwargs) -> HLFNet:
+    """The paper's Unet-28 baseline: the plain GroupNorm U-Net of HLF-Net at 28 base channels."""
+    return HLFNet(**kwargs)
+
+
+@register_model("res_unet28", paper_params=6_200_000,
+                default_options={"use_hfe": False, "use_lfe": False, "base_width": 28, "block": "residual"},
+                **_REG)
+def res_unet28(**kwargs) -> HLFNet:
+    """The paper's Res-Unet-28 baseline: Unet-28 with each pair of conv modules a residual block."""
     return HLFNet(**kwargs)

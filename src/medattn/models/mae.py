@@ -332,29 +332,45 @@ class MAE(nn.Module):
         return self.forward_loss(imgs, mask_ratio, generator)
 
     # ---------------------------------------------------------------- residual map
-    def reconstruct(self, imgs: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, imgs: torch.Tensor, ids_keep: torch.Tensor, stats: str = "patch") -> torch.Tensor:
         """Pixel-space reconstruction ``(B, C, H, W)`` of ``imgs`` from the visible patches ``ids_keep``.
 
-        With ``norm_pix_loss`` the prediction is de-normalised with each patch's own
-        mean and standard deviation, as the MAE paper does for its visualisations;
-        the residual then measures structure the context cannot explain, not brightness.
+        With ``norm_pix_loss`` the network predicts per-patch normalised pixels, and ``stats``
+        says whose mean and standard deviation turn them back into pixels:
+
+        * ``"patch"``: each patch's own, as the MAE paper does for its visualisations. For a
+          *hidden* patch this hands the reconstruction the patch's true brightness and
+          contrast, so a residual only measures the structure the context cannot explain;
+        * ``"context"``: the mean over the *visible* patches of their means and standard
+          deviations (one value per image), i.e. only what the encoder saw. A hidden patch
+          whose colour or contrast differs from its context (a dark lesion on skin) then
+          leaves a residual.
+
+        Without ``norm_pix_loss`` the prediction is already in pixel space and ``stats`` is unused.
         """
+        if stats not in ("patch", "context"):
+            raise ValueError(f"stats must be 'patch' or 'context', got {stats!r}")
         grid = self._grid(imgs)
         pred = self.decode(self.encode(imgs, ids_keep), ids_keep, grid)
         if self.norm_pix_loss:
             t = self.patchify(imgs)
             mean = t.mean(dim=-1, keepdim=True)
             std = (t.var(dim=-1, keepdim=True, unbiased=False) + 1e-6) ** 0.5
+            if stats == "context":
+                ids = ids_keep.expand(t.shape[0], -1) if ids_keep.ndim == 1 else ids_keep
+                mean = torch.gather(mean, 1, ids.unsqueeze(-1)).mean(dim=1, keepdim=True)
+                std = torch.gather(std, 1, ids.unsqueeze(-1)).mean(dim=1, keepdim=True)
             pred = pred * std + mean
         return self.unpatchify(pred, grid)
 
     def residual_map(self, imgs: torch.Tensor, mask_ratio: float | None = None, n_masks: int = 4,
-                     seed: int = 0) -> torch.Tensor:
+                     seed: int = 0, stats: str = "context") -> torch.Tensor:
         """GRCSF's SSL residual map ``R = mean_c |x_hat - x|`` as ``(B, 1, H, W)``.
 
         Each pixel's residual is averaged over the passes (of
         :func:`complementary_sets`) in which its patch was masked, so it always
-        comes from a reconstruction that did not see the patch.
+        comes from a reconstruction that did not see the patch, nor (``stats="context"``,
+        the default; see :meth:`reconstruct`) the patch's own brightness and contrast.
         """
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         grid = self._grid(imgs)
@@ -365,7 +381,7 @@ class MAE(nn.Module):
         for masked in complementary_sets(n, ratio, n_masks, seed):
             hidden = set(masked)
             ids_keep = torch.tensor([i for i in range(n) if i not in hidden], device=imgs.device)
-            rec = self.reconstruct(imgs, ids_keep)
+            rec = self.reconstruct(imgs, ids_keep, stats=stats)
             err = (rec - imgs).abs().mean(dim=1, keepdim=True)
             flags = torch.tensor([float(i in hidden) for i in range(n)], dtype=imgs.dtype, device=imgs.device)
             m = flags.reshape(1, 1, grid[0], 1, grid[1], 1).expand(1, 1, grid[0], p, grid[1], p)

@@ -86,6 +86,9 @@ class PretrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     out_dir: Path = Field(Path("runs/pretrain"), description="weights, checkpoint, log")
     save_every: int = Field(1, ge=1, description="write weights and checkpoint every N epochs")
+    snapshot_epochs: list[int] = Field(default_factory=list,
+                                       description="also keep the weights after these epochs as "
+                                                   "<weights>_epoch<N>.safetensors (pretraining-length studies)")
 
     @field_validator("input_size")
     @classmethod

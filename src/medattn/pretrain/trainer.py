@@ -127,6 +127,11 @@ def save_weights(path: Path, model: nn.Module, cfg: PretrainConfig) -> Path:
     return path
 
 
+def snapshot_path(weights: Path, epoch: int) -> Path:
+    """Where the weights after ``epoch`` are kept (``snapshot_epochs``): ``mae_epoch8.safetensors``."""
+    return weights.with_name(f"{weights.stem}_epoch{epoch}{weights.suffix}")
+
+
 # --------------------------------------------------------------------------- schedule
 
 
@@ -230,6 +235,8 @@ def run_pretraining(cfg: PretrainConfig, resume: bool = False, progress: bool = 
             result.seconds_per_epoch.append(seconds)
             _append_log(log_path, epoch + 1, running / max(n, 1), opt.param_groups[0]["lr"], seconds,
                         fresh=epoch == 0)
+            if epoch + 1 in cfg.snapshot_epochs:
+                save_weights(snapshot_path(weights_path, epoch + 1), model, cfg)
             if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
                 save_weights(weights_path, model, cfg)
                 _save_checkpoint(ckpt_path, model, opt, sched, epoch + 1, cfg, loader_gen, mask_gen, flip_gen,

@@ -86,7 +86,7 @@ class DataConfig(_Section):
     layout: str | None = Field(None, description="force a medattn.data layout (default: auto-detect)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     input_size: tuple[int, int] = Field((256, 256), description="(H, W) images are resized to")
-    in_channels: Literal[1, 3] = Field(3, description="1 = grayscale, 3 = RGB")
+    in_channels: Literal[1, 3, 4] = Field(3, description="1 = grayscale, 3 = RGB, 4 = RGB + grayscale")
     augment: list[str | dict[str, Any]] = Field(default_factory=list,
                                                 description="augmentation names/dicts (medattn datasets augmentations)")
     cache: bool = Field(False, description="keep resized images in memory")

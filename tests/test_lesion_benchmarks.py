@@ -1,0 +1,77 @@
+"""The skin-lesion benchmark scripts: residual AUROC scoring and the fold/part bookkeeping of the tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_residual_auroc_equals_scikit_learn_and_splits_large_lesions():
+    sk = pytest.importorskip("sklearn.metrics")
+    bench = _load("grcsf_residual_auroc")
+    rng = np.random.default_rng(0)
+    masks = np.zeros((3, 16, 16), bool)
+    masks[0, 4:8, 4:8] = True          # 6 % lesion
+    masks[1, :12, :] = True            # 75 % lesion: "large"
+    maps = rng.random((3, 16, 16)) + 0.5 * masks
+    maps[2] = rng.random((16, 16))     # no lesion: skipped
+    for r, m in zip(maps[:2], masks[:2], strict=True):
+        assert bench.auroc(np.round(r.ravel(), 1), m.ravel()) == pytest.approx(
+            sk.roc_auc_score(m.ravel(), np.round(r.ravel(), 1)))  # ties averaged like scikit-learn
+    s = bench.score(maps, masks, large=0.5)
+    assert s["images"] == 2
+    assert s["small_lesions"]["images"] == 1 and s["large_lesions"]["images"] == 1
+    assert s["large_lesions"]["mean_auroc"] == pytest.approx(bench.auroc(maps[1].ravel(), masks[1].ravel()))
+
+
+def test_darkness_baseline_ranks_dark_pixels_first():
+    torch = pytest.importorskip("torch")
+    bench = _load("grcsf_residual_auroc")
+    img = torch.full((1, 3, 8, 8), 0.8)
+    img[..., 2:4, 2:4] = 0.2
+    dark = bench.baseline_maps(img)["darkness (1 - luminance)"]
+    mask = np.zeros((1, 8, 8), bool)
+    mask[0, 2:4, 2:4] = True
+    assert bench.score(dark, mask, 0.5)["mean_auroc"] == 1.0
+
+
+def test_fold_of_kfold_file_and_seed(tmp_path):
+    results = _load("ph2_results")
+
+    def run(split: dict, seed: int = 0) -> Path:
+        import yaml
+
+        folder = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"split": split}, "train": {"seed": seed}}))
+        return folder
+
+    assert results.fold_of(run({"kind": "kfold", "k": 5, "fold": 3})) == 3
+    fold_file = tmp_path / "f.json"
+    fold_file.write_text(json.dumps({"meta": {"kfold": 5, "fold": 2}}))
+    assert results.fold_of(run({"kind": "file", "file": str(fold_file)})) == 2
+    assert results.fold_of(run({"kind": "file", "file": str(ROOT / "configs/splits/isic2017_seg.json")}, 7)) == 7
+
+
+def test_markdown_lists_parameters_beside_the_paper():
+    results = _load("ph2_results")
+    folds = [{"fold": f, "mean": {k: 0.8 + 0.01 * f for k in results.COLUMNS}, "train_seconds": 60.0,
+              "epochs": 10, "input_size": [96, 128], "params": 5_944_373, "paper_params": 5_900_000,
+              "in_channels": 4} for f in (0, 1)]
+    arm = results.summarize(folds)
+    assert arm["dice"]["std"] == pytest.approx(np.std([0.8, 0.81], ddof=1))
+    md = results.markdown({"Unet-28": arm}, [], "best", part="test")
+    assert "5.94 M (5.90 M)" in md and "96x128, 4 ch" in md and "'test' part" in md
