@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +201,72 @@ def test_small_efen_learns_a_synthetic_mask():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# -- Table 1 ablation switches and the MobileNetV2 variant ---------------------
+@pytest.mark.parametrize(("reextract", "improved", "n_skips"), [(False, False, 0), (True, False, 0), (True, True, 8)])
+def test_ablation_switches_remove_what_they_name(reextract, improved, n_skips):
+    net = _tiny_efen(reextract=reextract, improved_skip=improved)
+    assert sum(isinstance(m, CrossAttentionSkip) for m in net.modules()) == n_skips
+    assert (net.decoder2 is not None) is reextract and (net.reextract is not None) is reextract
+    assert all((s.skip is not None) is improved for s in net.decoder1)
+    with torch.no_grad():
+        assert net.eval()(torch.rand(1, 3, 40, 24)).shape == (1, 1, 40, 24)
+
+
+def test_plain_skip_is_unet_concatenation():
+    """improved_skip=False: F_j = Psi(concat(Phi(F_{j-1}), F_E)), U-Net's skip."""
+    from medattn.models.efen import DecoderStage
+
+    torch.manual_seed(0)
+    stage = DecoderStage(10, 12, 6, 4, 1, "2d", "dk", improved_skip=False).eval()
+    x, f_e = torch.randn(1, 10, 4, 3), torch.randn(1, 12, 8, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(stage(x, f_e), stage.psi(torch.cat([stage.up(x), f_e], dim=1)))
+
+
+def test_unet_baseline_is_encoder_decoder1_and_head_only():
+    net = _tiny_efen(reextract=False, improved_skip=False)
+    own = {name.split(".")[0] for name, _ in net.named_parameters()}
+    assert own == {"encoder", "decoder1", "head"}
+    with pytest.raises(ConfigError, match="deep_supervision"):
+        _tiny_efen(reextract=False, deep_supervision=True)
+
+
+def test_registered_table1_rows_grow_in_order():
+    """efen_unet < efen_reextract < efen in parameters; each registered name sets its switches."""
+    counts = {}
+    for name, (reextract, improved) in {"efen_unet": (False, False), "efen_reextract": (True, False),
+                                        "efen": (True, True)}.items():
+        net = create(name)
+        assert (net.decoder2 is not None, net.decoder1[0].skip is not None) == (reextract, improved)
+        counts[name] = sum(p.numel() for p in net.parameters())
+    assert counts["efen_unet"] < counts["efen_reextract"] < counts["efen"]
+    assert abs(counts["efen"] - 29_440_000) <= 0.01 * 29_440_000  # paper Table 3: 29.44M
+
+
+MNV2_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "pretrained" / \
+    "mobilenet_v2_imagenet.pth"
+
+
+def test_mobilenet_v2_variant_strides_and_truncation():
+    net = create("efen_mobilenet_v2").eval()
+    enc = net.encoder
+    assert enc.reductions == [1, 2, 4, 8, 16] and enc.out_channels == [32, 16, 24, 32, 96]
+    assert len(enc.encoder.features) == 14  # the stride-32 stages (features 14-18) are dropped
+    with torch.no_grad():
+        feats = enc(torch.rand(1, 3, 64, 48))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 48 // s) for s in (1, 2, 4, 8, 16)]
+
+
+@pytest.mark.skipif(not MNV2_FILE.is_file(), reason="needs ../shared/data/pretrained/mobilenet_v2_imagenet.pth")
+def test_mobilenet_v2_variant_loads_the_imagenet_file_with_frozen_bn():
+    from medattn.models.encoders import load_state_dict_file
+
+    sd = load_state_dict_file(MNV2_FILE)
+    net = create("efen_mobilenet_v2", pretrained_encoder=str(MNV2_FILE)).train()
+    mnv2 = net.encoder.encoder
+    torch.testing.assert_close(mnv2.features[13].conv[0][0].weight, sd["features.13.conv.0.0.weight"])
+    bns = [m for m in mnv2.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(not m.training and not m.weight.requires_grad for m in bns)  # folded BN (README)
+    assert hasattr(mnv2, "input_mean")  # ImageNet normalisation inside the encoder

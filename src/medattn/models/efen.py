@@ -31,6 +31,14 @@ has stride ``attn_stride`` (8 by default) in the input image; ``op2``'s
 up-sampling then returns the gate to the skip's full resolution. Only the two
 shallowest skips are affected by default. See docs/efen.md.
 
+Ablation switches (the rows of the paper's Table 1): ``reextract=False`` drops
+E2 and D2 (the head sits on D1: a plain U-Net on the VGG-19 encoder),
+``improved_skip=False`` replaces every ``R(F_E, F_D)`` by the encoder feature
+itself (U-Net's concatenation skip). Registered as ``efen_unet`` (both off),
+``efen_reextract`` ("U-Net + Process1") and ``efen`` (both on);
+``efen_mobilenet_v2`` is EFEN on the ImageNet MobileNetV2 encoder with a
+full-resolution stem (:class:`FullResolutionStem`) for the stride-1 skip.
+
 >>> from medattn.models import create
 >>> net = create("efen", in_channels=3, num_classes=1)       # doctest: +SKIP
 """
@@ -130,15 +138,17 @@ class DecoderStage(nn.Module):
     """``F_j = Psi(concat(Phi(F_{j-1}), R(F_E, F_{j-1})))`` (eqs. 2 and 4)."""
 
     def __init__(self, in_ch: int, skip_ch: int, out_ch: int, attn_ch: int, pool: int,
-                 pos_mode: str, attn_scale: str) -> None:
+                 pos_mode: str, attn_scale: str, improved_skip: bool = True) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
-        self.skip = CrossAttentionSkip(skip_ch, in_ch, out_ch, attn_ch, pool, pos_mode, attn_scale)
-        self.psi = psi(out_ch + self.skip.out_channels, out_ch)
+        # improved_skip=False: R(F_E, F_D) = F_E, U-Net's plain concatenation (Table 1, first two rows)
+        self.skip = CrossAttentionSkip(skip_ch, in_ch, out_ch, attn_ch, pool, pos_mode, attn_scale) \
+            if improved_skip else None
+        self.psi = psi(out_ch + (self.skip.out_channels if self.skip is not None else skip_ch), out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         u = _resize(self.up(x), skip.shape[-2:])
-        return self.psi(torch.cat([u, self.skip(skip, x)], dim=1))
+        return self.psi(torch.cat([u, self.skip(skip, x) if self.skip is not None else skip], dim=1))
 
 
 class ReExtractionStage(nn.Module):
@@ -151,6 +161,34 @@ class ReExtractionStage(nn.Module):
 
     def forward(self, x: torch.Tensor, f_d1: torch.Tensor) -> torch.Tensor:
         return self.op(torch.cat([self.phi(x), f_d1], dim=1))
+
+
+class FullResolutionStem(Encoder):
+    """An encoder with features at strides 2, 4, 8, 16 (a MobileNetV2) plus a stride-1 feature.
+
+    EFEN's first skip sits at the input resolution, which ImageNet backbones other than VGG
+    do not compute. Two conv3x3 + BN + ReLU on the image give that feature (``width``
+    channels); the wrapped encoder's features at strides 2..16 follow, its deeper stages are
+    dropped (``truncate(16)`` where the encoder offers it, e.g. :class:`MobileNetV2Encoder`).
+    """
+
+    def __init__(self, encoder: Encoder, in_channels: int, width: int = 32) -> None:
+        super().__init__()
+        if hasattr(encoder, "truncate"):
+            encoder.truncate(SKIP_STRIDES[-1])
+        try:
+            taps = [list(encoder.reductions).index(s) for s in SKIP_STRIDES[1:]]
+        except ValueError:
+            raise ConfigError(f"EFEN needs encoder features at strides {SKIP_STRIDES[1:]}, "
+                              f"{type(encoder).__name__} gives {encoder.reductions}") from None
+        self.stem = nn.Sequential(conv_bn_relu(in_channels, width), conv_bn_relu(width, width))
+        self.encoder, self._taps = encoder, taps
+        self.out_channels = [width, *(encoder.out_channels[i] for i in taps)]
+        self.reductions = list(SKIP_STRIDES)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.encoder(x)
+        return [self.stem(x), *(feats[i] for i in self._taps)]
 
 
 class EFEN(SegmentationModel):
@@ -170,6 +208,13 @@ class EFEN(SegmentationModel):
         attn_scale: ``"dk"`` (paper) or ``"sqrt"``.
         deep_supervision: in training also return the first U-Net's logits (1x1 head
             on D1's output; the paper discards that conv, so off by default).
+        reextract: the feature re-extraction network (E2 + D2); ``False`` leaves the U-Net
+            E1 + D1 with its head on D1 (Table 1's baseline).
+        improved_skip: the cross-attention skips (eqs. 5-9); ``False`` concatenates the
+            encoder feature as U-Net does.
+        encoder_options: extra options of :func:`create_encoder` (e.g. ``{"normalize": "imagenet"}``).
+        stem_width: channels of the stride-1 stem added to encoders without a stride-1
+            feature (:class:`FullResolutionStem`).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, encoder: str | Encoder = "vgg19",
@@ -177,16 +222,22 @@ class EFEN(SegmentationModel):
                  decoder_widths: Sequence[int] = (128, 64, 32, 16),
                  reextract_widths: Sequence[int] = (16, 32, 64, 128, 256),
                  attn_ratio: int = 4, attn_stride: int = 8, pos_encoding: str = "2d", attn_scale: str = "dk",
-                 deep_supervision: bool = False) -> None:
+                 deep_supervision: bool = False, reextract: bool = True, improved_skip: bool = True,
+                 encoder_options: dict | None = None, stem_width: int = 32) -> None:
         super().__init__(in_channels, num_classes, stride=16, deep_supervision=deep_supervision)
         if len(decoder_widths) != 4 or len(reextract_widths) != 5:
             raise ConfigError("EFEN needs 4 decoder_widths (strides 8..1) and 5 reextract_widths (strides 1..16)")
+        if deep_supervision and not reextract:
+            raise ConfigError("EFEN: deep_supervision supervises D1 beside D2, which reextract=False removes")
         if isinstance(encoder, str):
             kw = {"pool_last": False} if encoder.startswith("vgg") else {}
             enc = create_encoder(encoder, in_channels=in_channels,
-                                 pretrained=os.fspath(pretrained_encoder) if pretrained_encoder else None, **kw)
+                                 pretrained=os.fspath(pretrained_encoder) if pretrained_encoder else None,
+                                 **{**kw, **(encoder_options or {})})
         else:
             enc = encoder
+        if 1 not in enc.reductions:
+            enc = FullResolutionStem(enc, in_channels, stem_width)
         try:
             self._taps = [list(enc.reductions).index(s) for s in SKIP_STRIDES]
         except ValueError:
@@ -201,16 +252,22 @@ class EFEN(SegmentationModel):
             chans = [bottom, *dec]
             return nn.ModuleList(
                 DecoderStage(chans[j], e1[3 - j], chans[j + 1], max(1, e1[3 - j] // attn_ratio),
-                             max(1, attn_stride // (2 * SKIP_STRIDES[3 - j])), pos_encoding, attn_scale)
+                             max(1, attn_stride // (2 * SKIP_STRIDES[3 - j])), pos_encoding, attn_scale,
+                             improved_skip)
                 for j in range(4)
             )
 
         self.decoder1 = decoder(e1[4])
-        # E2 input: the image merged with the first U-Net's output features (its 1x1 conv discarded)
-        self.reextract_stem = nn.Sequential(conv_bn_relu(in_channels + dec[3], e2[0]), conv_bn_relu(e2[0], e2[0]))
-        fuse = [dec[2], dec[1], dec[0], e1[4]]                      # D1 features at strides 2, 4, 8; bridge at 16
-        self.reextract = nn.ModuleList(ReExtractionStage(e2[k], e2[k + 1], fuse[k]) for k in range(4))
-        self.decoder2 = decoder(e2[4])
+        self.reextract_stem: nn.Module | None = None
+        self.reextract: nn.ModuleList | None = None
+        self.decoder2: nn.ModuleList | None = None
+        if reextract:
+            # E2 input: the image merged with the first U-Net's output features (its 1x1 conv discarded)
+            self.reextract_stem = nn.Sequential(conv_bn_relu(in_channels + dec[3], e2[0]),
+                                                conv_bn_relu(e2[0], e2[0]))
+            fuse = [dec[2], dec[1], dec[0], e1[4]]                  # D1 features at strides 2, 4, 8; bridge at 16
+            self.reextract = nn.ModuleList(ReExtractionStage(e2[k], e2[k + 1], fuse[k]) for k in range(4))
+            self.decoder2 = decoder(e2[4])
         self.head = nn.Conv2d(dec[3], num_classes, 1)
         self.aux_head = nn.Conv2d(dec[3], num_classes, 1) if deep_supervision else None
 
@@ -222,6 +279,8 @@ class EFEN(SegmentationModel):
         for j, stage in enumerate(self.decoder1):
             y = stage(y, e1[3 - j])
             d1.append(y)                                            # strides 8, 4, 2, 1
+        if self.reextract is None or self.reextract_stem is None or self.decoder2 is None:
+            return self.head(d1[3])                                 # Table 1 baseline: the U-Net alone
         z = self.reextract_stem(torch.cat([x, d1[3]], dim=1))
         for k, stage in enumerate(self.reextract):
             z = stage(z, e1[4] if k == 3 else d1[2 - k])
@@ -241,4 +300,24 @@ class EFEN(SegmentationModel):
 @register_model("efen", input_size=(288, 384), paper=PAPER, paper_params=29_440_000)
 def efen(**kwargs) -> EFEN:
     """EFEN: VGG-19 U-Net + feature re-extraction, cross-attention skips (29.4M parameters)."""
+    return EFEN(**kwargs)
+
+
+@register_model("efen_unet", input_size=(288, 384), paper=PAPER,
+                default_options={"reextract": False, "improved_skip": False})
+def efen_unet(**kwargs) -> EFEN:
+    """EFEN ablation "U-Net (baseline)": VGG-19 U-Net, concatenation skips, no re-extraction (Table 1)."""
+    return EFEN(**kwargs)
+
+
+@register_model("efen_reextract", input_size=(288, 384), paper=PAPER, default_options={"improved_skip": False})
+def efen_reextract(**kwargs) -> EFEN:
+    """EFEN ablation "U-Net + Process1": feature re-extraction, concatenation skips (Table 1)."""
+    return EFEN(**kwargs)
+
+
+@register_model("efen_mobilenet_v2", input_size=(288, 384), paper=PAPER,
+                default_options={"encoder": "mobilenet_v2", "encoder_options": {"normalize": "imagenet"}})
+def efen_mobilenet_v2(**kwargs) -> EFEN:
+    """EFEN on a MobileNetV2 encoder (strides 2-16) with a full-resolution stem; pass the ImageNet file."""
     return EFEN(**kwargs)

@@ -30,6 +30,7 @@ import re
 import torch
 from torch import nn
 
+from medattn.errors import ConfigError
 from medattn.models.encoders import register_encoder
 from medattn.models.encoders.base import Encoder
 
@@ -116,6 +117,21 @@ class MobileNetV2Encoder(Encoder):
             if i in self._TAPS:
                 feats.append(x)
         return feats
+
+    def truncate(self, max_stride: int) -> None:
+        """Drop the layers after the last feature at stride <= ``max_stride`` (load weights first).
+
+        EFEN's MobileNetV2 variant stops at stride 16: the stride-32 stages (1.5M of the
+        2.2M parameters) would otherwise sit in the model without ever being used.
+        """
+        keep = [i for i, r in enumerate(self.reductions) if r <= max_stride]
+        if not keep:
+            raise ConfigError(f"mobilenet_v2: no feature at stride <= {max_stride} (strides {self.reductions})")
+        last = self._TAPS[keep[-1]]
+        self.features = self.features[: last + 1]
+        self._TAPS = self._TAPS[: len(keep)]
+        self.out_channels = self.out_channels[: len(keep)]
+        self.reductions = self.reductions[: len(keep)]
 
     # -- folded batch norm ----------------------------------------------
     def set_bn_frozen(self, frozen: bool = True) -> None:
