@@ -39,3 +39,20 @@ def test_pranet_reverse_attention_weights_unsegmented_regions():
     assert torch.allclose(seen[0][..., :4], torch.zeros(1), atol=1e-9)
     torch.testing.assert_close(seen[0][..., 4:], feat[..., 4:])
     assert out.shape == prev.shape
+
+
+def test_pranet_on_the_imagenet_mobilenet_v2(shared_data):
+    """The BSANet comparison's PraNet row: reverse attention on the same ImageNet MobileNetV2 encoder."""
+    import torch
+
+    from medattn.models import create
+    from medattn.models.encoders import load_state_dict_file
+
+    weights = shared_data / "pretrained" / "mobilenet_v2_imagenet.pth"
+    net = create("pranet", encoder="mobilenet_v2", encoder_weights=str(weights),
+                 encoder_options={"normalize": "imagenet"}).eval()
+    sd = load_state_dict_file(weights)
+    torch.testing.assert_close(net.encoder.features[18][0].weight, sd["features.18.0.weight"])
+    assert net.rfb4.conv_res[0].in_channels == 1280 and hasattr(net.encoder, "input_mean")
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 64, 64)).shape == (1, 1, 64, 64)

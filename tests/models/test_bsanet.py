@@ -255,3 +255,21 @@ def test_ablation_switches(switch: str) -> None:
     if switch == "use_isam":
         with pytest.raises(ConfigError, match="use_isam"):
             create("bsanet", use_isam=False, swin_pretrained="x.pth")
+
+
+@pytest.mark.parametrize(("name", "module"), [("bsanet_no_isam", "isam"), ("bsanet_no_fsam", "fsam"),
+                                              ("bsanet_no_arm", "arm")])
+def test_registered_ablations_remove_exactly_one_module(name: str, module: str) -> None:
+    """Each ablation's parameter count is BSANet's minus that module (plus FSAM's Conv-BN-ReLU stand-in)."""
+    from medattn.models.bsanet import ConvBNReLU
+
+    def count(m: torch.nn.Module | None) -> int:
+        return sum(p.numel() for p in m.parameters()) if m is not None else 0
+
+    full, net = create("bsanet"), create(name)
+    replacement = {"isam": 0, "arm": 0, "fsam": count(ConvBNReLU(160, 96))}[module]
+    assert count(net) == count(full) - count(getattr(full, module)) + replacement
+    assert type(getattr(net, module)) is not type(getattr(full, module))
+    # every other part is built the same (same names and shapes)
+    others = {k: v.shape for k, v in full.state_dict().items() if not k.startswith(module + ".")}
+    assert others == {k: v.shape for k, v in net.state_dict().items() if not k.startswith(module + ".")}

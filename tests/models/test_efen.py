@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -245,10 +244,6 @@ def test_registered_table1_rows_grow_in_order():
     assert abs(counts["efen"] - 29_440_000) <= 0.01 * 29_440_000  # paper Table 3: 29.44M
 
 
-MNV2_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "pretrained" / \
-    "mobilenet_v2_imagenet.pth"
-
-
 def test_mobilenet_v2_variant_strides_and_truncation():
     net = create("efen_mobilenet_v2").eval()
     enc = net.encoder
@@ -259,12 +254,12 @@ def test_mobilenet_v2_variant_strides_and_truncation():
     assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 48 // s) for s in (1, 2, 4, 8, 16)]
 
 
-@pytest.mark.skipif(not MNV2_FILE.is_file(), reason="needs ../shared/data/pretrained/mobilenet_v2_imagenet.pth")
-def test_mobilenet_v2_variant_loads_the_imagenet_file_with_frozen_bn():
+def test_mobilenet_v2_variant_loads_the_imagenet_file_with_frozen_bn(shared_data):
     from medattn.models.encoders import load_state_dict_file
 
-    sd = load_state_dict_file(MNV2_FILE)
-    net = create("efen_mobilenet_v2", pretrained_encoder=str(MNV2_FILE)).train()
+    mnv2_file = shared_data / "pretrained" / "mobilenet_v2_imagenet.pth"
+    sd = load_state_dict_file(mnv2_file)
+    net = create("efen_mobilenet_v2", pretrained_encoder=str(mnv2_file)).train()
     mnv2 = net.encoder.encoder
     torch.testing.assert_close(mnv2.features[13].conv[0][0].weight, sd["features.13.conv.0.0.weight"])
     bns = [m for m in mnv2.modules() if isinstance(m, nn.BatchNorm2d)]

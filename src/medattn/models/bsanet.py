@@ -476,9 +476,34 @@ def load_swin_blocks(blocks: nn.Sequential, path: str, stage: int = 2) -> None:
         block.load_state_dict(weights, strict=False)
 
 
+_DEFAULTS: dict[str, Any] = {"encoder": "resnext_lite", "isam_dim": 160, "isam_heads": 5, "window_size": 8,
+                             "swin_pretrained": None}
+
+
 @register_model("bsanet", task="segmentation", input_size=(256, 256), paper=PAPER, paper_params=6_360_000,
-                default_options={"encoder": "resnext_lite", "isam_dim": 160, "isam_heads": 5,
-                                 "window_size": 8, "swin_pretrained": None})
+                default_options=_DEFAULTS)
 def bsanet(**kwargs: Any) -> BSANet:
     """BSANet: ResNeXt encoder, ISAM (6 Swin blocks), FSAM, U-decoder, ARM point rendering."""
+    return BSANet(**kwargs)
+
+
+# The ablation rows (docs/results.md, BSANet table): one module switched off each, everything else equal.
+@register_model("bsanet_no_isam", task="segmentation", input_size=(256, 256), paper=PAPER,
+                default_options={**_DEFAULTS, "use_isam": False})
+def bsanet_no_isam(**kwargs: Any) -> BSANet:
+    """BSANet ablation without ISAM: the 1x1-projected encoder feature goes straight to FSAM."""
+    return BSANet(**kwargs)
+
+
+@register_model("bsanet_no_fsam", task="segmentation", input_size=(256, 256), paper=PAPER,
+                default_options={**_DEFAULTS, "use_fsam": False})
+def bsanet_no_fsam(**kwargs: Any) -> BSANet:
+    """BSANet ablation without FSAM: a Conv-BN-ReLU in its place."""
+    return BSANet(**kwargs)
+
+
+@register_model("bsanet_no_arm", task="segmentation", input_size=(256, 256), paper=PAPER,
+                default_options={**_DEFAULTS, "use_arm": False})
+def bsanet_no_arm(**kwargs: Any) -> BSANet:
+    """BSANet ablation without ARM: the coarse decoder logits upsampled bilinearly."""
     return BSANet(**kwargs)

@@ -107,14 +107,18 @@ class PraNet(SegmentationModel):
     Args:
         encoder: encoder name (``medattn.models.encoders``).
         encoder_weights: local ImageNet weights file for the encoder.
+        encoder_options: extra options of :func:`create_encoder`, e.g. ``{"normalize": "imagenet"}``
+            with the ImageNet MobileNetV2 file (the BSANet comparison's shared encoder).
         rfb_channels: channels of the RFB outputs / partial decoder (32 in the paper).
         deep_supervision: return ``[S_2, S_3, S_4, S_g]`` in training mode.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, encoder: str = "resnet50",
-                 encoder_weights: str | None = None, rfb_channels: int = 32, deep_supervision: bool = True) -> None:
+                 encoder_weights: str | None = None, rfb_channels: int = 32, deep_supervision: bool = True,
+                 encoder_options: dict | None = None) -> None:
         super().__init__(in_channels, num_classes, stride=32, deep_supervision=deep_supervision)
-        self.encoder = create_encoder(encoder, in_channels=in_channels, pretrained=encoder_weights)
+        self.encoder = create_encoder(encoder, in_channels=in_channels, pretrained=encoder_weights,
+                                      **(encoder_options or {}))
         if self.encoder.reductions[-3:] != [8, 16, 32]:
             raise ValueError(f"PraNet needs encoder features at strides 8, 16, 32; {encoder} has "
                              f"{self.encoder.reductions}")
