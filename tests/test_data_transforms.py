@@ -151,3 +151,77 @@ def test_hue_shift_matches_colorsys_on_random_colours() -> None:
             np.testing.assert_allclose(
                 out[:, y, x].numpy(), colorsys.hsv_to_rgb((h + 0.3) % 1.0, s, v), atol=1e-9
             )
+
+
+# -- EFEN's augmentation kinds (paper 001): centre crop, transpose, grid distortion, ... ----------
+EFEN_GEOMETRIC = ["center_crop", "transpose", "grid_distortion"]
+EFEN_INTENSITY = ["sharpen", "channel_shuffle", "grayscale", "coarse_dropout"]
+
+
+@pytest.mark.parametrize("name", EFEN_GEOMETRIC)
+def test_efen_geometric_keeps_image_and_mask_aligned(name: str) -> None:
+    test_geometric_keeps_image_and_mask_aligned(name)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 64)])
+def test_transpose_is_the_diagonal_reflection(size: tuple[int, int]) -> None:
+    mask = _blobs()[:, : size[0], : size[1]]
+    pipeline = build_transforms([{"name": "transpose", "prob": 1.0}], size)
+    out = pipeline(_pair(mask))
+    assert out["mask"].shape == (1, *size) and out["image"].shape == (3, *size)
+    if size[0] == size[1]:
+        assert torch.equal(out["mask"], mask.transpose(-1, -2)) and torch.equal(out["image"][0:1], out["mask"])
+    else:  # resized back to (H, W): the transposed mask, nearest-resampled
+        expected = torch.nn.functional.interpolate(mask.transpose(-1, -2)[None], size=size, mode="nearest-exact")[0]
+        assert torch.equal(out["mask"], expected)
+
+
+def test_center_crop_takes_the_centre() -> None:
+    mask = torch.zeros(1, 8, 8)
+    mask[:, 3, 2] = 1  # inside the central 4x4 window (rows 2-5, columns 2-5)
+    mask[:, 0, 0] = 1  # outside it: cropped away
+    pipeline = build_transforms([{"name": "center_crop", "scale": 0.5, "prob": 1.0}], (8, 8))
+    out = pipeline(_pair(mask))
+    expected = torch.zeros(1, 8, 8)
+    expected[:, 2:4, 0:2] = 1  # pixel (1, 0) of the crop, scaled by 2
+    assert torch.equal(out["mask"], expected)
+
+
+@pytest.mark.parametrize("name", EFEN_INTENSITY)
+def test_efen_intensity_leaves_mask_and_range(name: str) -> None:
+    test_intensity_leaves_mask_and_range(name)
+
+
+def test_channel_shuffle_permutes_and_grayscale_is_luma() -> None:
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
+    shuffle = build_transforms([{"name": "channel_shuffle", "prob": 1.0}], (16, 16))
+    perms = set()
+    for seed in range(8):
+        shuffle.set_random_state(seed)
+        out = shuffle({"image": image.clone()})["image"]
+        perm = tuple(next(j for j in range(3) if torch.equal(out[i], image[j])) for i in range(3))
+        perms.add(perm)
+    assert len(perms) > 1 and all(sorted(p) == [0, 1, 2] for p in perms)
+    gray = build_transforms([{"name": "grayscale", "prob": 1.0}], (16, 16))({"image": image.clone()})["image"]
+    luma = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+    torch.testing.assert_close(gray, luma.expand(3, -1, -1))
+
+
+def test_efen_pipeline_is_deterministic_with_a_seed() -> None:
+    from medattn.data.transforms import EFEN_AUGMENT
+
+    mask = _blobs()[:, :48, :]
+    data = {"image": torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(0)), "mask": mask}
+
+    def run(seed: int) -> list[dict[str, torch.Tensor]]:
+        pipeline = build_transforms(list(EFEN_AUGMENT), (48, 64))
+        pipeline.set_random_state(seed)
+        return [pipeline({k: v.clone() for k, v in data.items()}) for _ in range(3)]
+
+    a, b, c = run(3), run(3), run(4)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])
+    assert any(not torch.equal(x["image"], z["image"]) for x, z in zip(a, c, strict=True))
+    for x in a:  # every sample keeps the input shape and a binary mask
+        assert x["image"].shape == (3, 48, 64) and x["mask"].shape == (1, 48, 64)
+        assert set(torch.unique(x["mask"]).tolist()) <= {0.0, 1.0}

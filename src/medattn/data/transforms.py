@@ -353,3 +353,179 @@ def build_transforms(
 def describe_transforms() -> list[tuple[str, str, dict[str, Any]]]:
     """(name, description, defaults) of every augmentation, for docs and ``--help``."""
     return [(name, desc, dict(defaults)) for name, (_, defaults, desc) in TRANSFORMS.items()]
+
+
+# --------------------------------------------------------------------------- EFEN's augmentation kinds
+# Paper 001 (EFEN) augments with "25 types ... including center crop, random rotation, transpose,
+# elastic transform, etc." (sec. 4.2), offline. Here they run on the fly, drawn anew every epoch.
+# rotate and elastic exist above; the kinds below complete the list the configs use
+# (configs/efen_*.yaml, docs/efen.md). Kept in their own section, registered by TRANSFORMS.update.
+
+
+def _resize_to(x: torch.Tensor, size: tuple[int, int], key: Hashable) -> torch.Tensor:
+    """(C, h, w) -> (C, H, W): bilinear for images, nearest-exact for masks (which stay binary)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if key == "mask":
+        return torch.nn.functional.interpolate(x[None], size=size, mode="nearest-exact")[0]
+    return torch.nn.functional.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+class RandCenterCropResized(RandomizableTransform, MapTransform):
+    """Centre crop of a random fraction ``scale`` of each side, resized back to the input size.
+
+    The crop is centred on the image (EFEN's "center crop"); the fraction is drawn uniformly
+    from ``scale`` per sample and shared by image and mask.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], scale: tuple[float, float] = (0.7, 0.95), prob: float = 0.3) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ConfigError(f"center_crop: scale {list(scale)} must satisfy 0 < low <= high <= 1")
+        self.scale = scale
+        self._f = 1.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self._f = float(self.R.uniform(*self.scale))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()
+            h, w = x.shape[-2:]
+            ch, cw = max(1, round(h * self._f)), max(1, round(w * self._f))
+            top, left = (h - ch) // 2, (w - cw) // 2
+            d[key] = _resize_to(x[:, top: top + ch, left: left + cw], (h, w), key)
+        return d
+
+
+class RandTransposed(RandomizableTransform, MapTransform):
+    """Swap the two spatial axes (reflection about the main diagonal); non-square inputs are
+    resized back to their ``(H, W)`` so batches keep one shape."""
+
+    def __init__(self, keys: Sequence[Hashable], prob: float = 0.5) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()
+            d[key] = _resize_to(x.transpose(-1, -2).contiguous(), tuple(x.shape[-2:]), key)
+        return d
+
+
+class RandChannelShuffled(RandomizableTransform, MapTransform):
+    """Random permutation of the colour channels (image only; one-channel images are left alone)."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", prob: float = 0.1) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        self._perm: list[int] = [0, 1, 2]
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self._perm = [int(i) for i in self.R.permutation(3)]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()
+            if x.shape[0] == 3:
+                d[key] = x[self._perm]
+        return d
+
+
+class RandGrayscaled(RandomizableTransform, MapTransform):
+    """RGB to its ITU-R 601 luma, repeated on the three channels (image only)."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", prob: float = 0.1) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()
+            if x.shape[0] == 3:
+                d[key] = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1).clone()
+        return d
+
+
+def _center_crop(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandCenterCropResized(keys, scale=_pair(p["scale"], "center_crop scale"), prob=p["prob"])]
+
+
+def _transpose(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandTransposed(keys, prob=p["prob"])]
+
+
+def _grid_distortion(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [mt.RandGridDistortiond(keys, num_cells=int(p["cells"]), prob=p["prob"],
+                                   distort_limit=_pair(p["limit"], "grid_distortion limit"),
+                                   mode=tuple("nearest" if k == "mask" else "bilinear" for k in keys),
+                                   padding_mode="border", allow_missing_keys=True)]
+
+
+def _sharpen(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [mt.RandGaussianSharpend("image", prob=p["prob"], allow_missing_keys=True)]
+
+
+def _channel_shuffle(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandChannelShuffled("image", prob=p["prob"])]
+
+
+def _grayscale(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandGrayscaled("image", prob=p["prob"])]
+
+
+def _coarse_dropout(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    side = max(1, round(float(p["size"]) * min(size)))
+    return [mt.RandCoarseDropoutd("image", holes=int(p["holes"]), spatial_size=(side, side), fill_value=0.0,
+                                  prob=p["prob"], allow_missing_keys=True)]
+
+
+TRANSFORMS.update({
+    "center_crop": (_center_crop, {"scale": (0.7, 0.95), "prob": 0.3},
+                    "centre crop of a random fraction of each side, resized back (EFEN)"),
+    "transpose": (_transpose, {"prob": 0.5}, "swap height and width, resized back if not square (EFEN)"),
+    "grid_distortion": (_grid_distortion, {"cells": 5, "limit": (-0.3, 0.3), "prob": 0.2},
+                        "random grid distortion, per-cell scale limit (EFEN)"),
+    "sharpen": (_sharpen, {"prob": 0.2}, "Gaussian unsharp sharpening (image only, EFEN)"),
+    "channel_shuffle": (_channel_shuffle, {"prob": 0.1}, "random permutation of the RGB channels (image only, EFEN)"),
+    "grayscale": (_grayscale, {"prob": 0.1}, "RGB to gray on three channels (image only, EFEN)"),
+    "coarse_dropout": (_coarse_dropout, {"holes": 4, "size": 0.08, "prob": 0.2},
+                       "zeroed square holes, side a fraction of the short side (image only, EFEN)"),
+})
+ALIASES.update({"centre_crop": "center_crop", "gray": "grayscale", "cutout": "coarse_dropout"})
+
+#: EFEN's on-the-fly augmentation (paper 001 sec. 4.2 names centre crop, rotation, transpose and
+#: elastic among its 25 kinds; the others here are the common ones of such lists), used by
+#: configs/efen_cvc*.yaml. No rotate90: on the 384 x 288 frames it would change the shape (flips +
+#: transpose give the same eight symmetries).
+EFEN_AUGMENT: tuple[str, ...] = (
+    "flip", "transpose", "rotate", "center_crop", "zoom", "affine", "elastic", "grid_distortion",
+    "color_jitter", "gamma", "blur", "sharpen", "gaussian_noise", "channel_shuffle", "grayscale", "coarse_dropout",
+)
