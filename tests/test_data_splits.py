@@ -213,3 +213,25 @@ def test_cli_split_folders_protocol(tmp_path: Path, run_cli) -> None:
     assert {k: len(v) for k, v in load_split(out).items()} == {"train": 8, "val": 2, "test": 3}
     code, _, err = run_cli("datasets", "split", "--protocol", "folders", "--out", out)
     assert code != 0 and "PATH" in err
+
+
+# -- the committed EFEN split (configs/splits/cvc_clinicdb_811_seed0.json) ------------------------
+EFEN_SPLIT = Path(__file__).resolve().parents[1] / "configs" / "splits" / "cvc_clinicdb_811_seed0.json"
+
+
+@pytest.mark.data
+def test_committed_efen_split_is_80_10_10_disjoint_and_complete(shared_data: Path) -> None:
+    from medattn.data import discover
+
+    doc = json.loads(EFEN_SPLIT.read_text())
+    assert doc["meta"] == {"ratios": [8.0, 1.0, 1.0], "seed": 0, "source": "../shared/data/cvc-clinicdb"}
+    parts = load_split(EFEN_SPLIT, root=shared_data / "cvc-clinicdb")
+    ids = {k: _ids(v) for k, v in parts.items()}
+    assert {k: len(v) for k, v in ids.items()} == {"train": 490, "val": 61, "test": 61}
+    every = [i for v in ids.values() for i in v]
+    assert len(set(every)) == len(every) == 612  # disjoint
+    assert set(every) == {s.id for s in discover(shared_data / "cvc-clinicdb").samples}  # covers all 612
+    assert all(s.image.is_file() and s.mask.is_file() for v in parts.values() for s in v)
+    # the documented command (medattn datasets split ... --ratios 8:1:1 --seed 0) gives the same parts
+    again = ratio_split(discover(shared_data / "cvc-clinicdb").samples, (8, 1, 1), seed=0)
+    assert {k: _ids(v) for k, v in again.items()} == ids
