@@ -115,3 +115,37 @@ def test_shipped_config_splits_on_real_data(shared_data: Path, monkeypatch) -> N
         assert (len(parts["train"]), len(parts["val"]), test) == expected[protocol], p.name
         build_transforms(cfg.data.augment, cfg.data.input_size)
         build_loss(cfg.loss.name, **cfg.loss.options)
+
+
+@pytest.mark.parametrize(("table", "rows"), [
+    ("efen_table1", {"unet": "efen_unet", "reextract": "efen_reextract", "efen": "efen",
+                     "efen_mobilenet_v2": "efen_mobilenet_v2"}),
+    ("bsanet_table1", {"unet": "unet", "unetpp": "unetpp", "attention_unet": "attention_unet", "pranet": "pranet",
+                       "efen": "efen_mobilenet_v2", "hlfnet": "hlfnet", "grcsf": "grcsf", "bsanet": "bsanet",
+                       "bsanet_no_isam": "bsanet_no_isam", "bsanet_no_fsam": "bsanet_no_fsam",
+                       "bsanet_no_arm": "bsanet_no_arm"}),
+])
+def test_paper_table_configs_share_one_budget(table: str, rows: dict[str, str]) -> None:
+    """Each table's rows differ in `model` only (scripts/tables/*.sh run them at one budget)."""
+    folder = REPO / "configs" / table
+    assert sorted(p.stem for p in folder.glob("*.yaml")) == sorted(rows)
+    budgets = []
+    for stem, model in rows.items():
+        cfg = load_config(folder / f"{stem}.yaml", check_paths=False)
+        assert cfg.model.name == model
+        d = cfg.dump()
+        d.pop("model")
+        d.pop("name", None)
+        budgets.append(d)
+    assert all(b == budgets[0] for b in budgets[1:])
+
+
+def test_efen_table_uses_the_committed_split_and_efen_augmentation() -> None:
+    from medattn.data.transforms import EFEN_AUGMENT, build_transforms
+
+    cfg = load_config(REPO / "configs" / "efen_table1" / "efen.yaml", check_paths=False)
+    assert cfg.data.split.kind == "file" and cfg.data.split.file.name == "cvc_clinicdb_811_seed0.json"
+    assert list(cfg.data.augment) == list(EFEN_AUGMENT)
+    assert {"center_crop", "rotate", "transpose", "elastic"} <= set(EFEN_AUGMENT)  # the kinds the paper names
+    assert cfg.loss.name == "bce_dice" and cfg.optim.name == "sgd" and cfg.train.batch_size == 8
+    build_transforms(cfg.data.augment, cfg.data.input_size)
