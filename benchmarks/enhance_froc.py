@@ -1,7 +1,9 @@
 """Table 1 of seed paper 002 on polyp data: RetinaNet sensitivity at 1-4 FP/image per input arm.
 
-Trains one MONAI RetinaNet per arm (gray, +Color, +CAWE, +Color+CAWE, and the
-colour originals as a reference) on the PraNet training images and tests on the
+Trains one MONAI RetinaNet per arm (gray, +Color, +CAWE, +Color+CAWE, the colour
+originals as a reference, and the classical enhancement baselines CLAHE, unsharp
+masking and histogram equalisation, stand-ins for the paper's AFDA and MedGA whose
+code we do not have: ``medattn.enhance.classic``) on the PraNet training images and tests on the
 PraNet test images (Kvasir 100 + ClinicDB 62); writes
 benchmarks/results/enhance_froc{,_quick}.{json,md} and the FROC plot PNG.
 
@@ -27,6 +29,7 @@ import torch
 from medattn.data import load_kvasir_boxes, pranet_split, ratio_split
 from medattn.enhance.detection import (
     ARMS,
+    CLASSIC_ARMS,
     evaluate_arm,
     load_detection_set,
     make_arms,
@@ -67,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=shared_data_root(), help="shared data root")
     ap.add_argument("--classifier", required=True, help="lesion classifier for CAWE (run folder / file / name)")
     ap.add_argument("--colorizer", required=True, help="colorization generator (run folder / file / name)")
-    ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
+    ap.add_argument("--arms", default=",".join(ARMS + CLASSIC_ARMS),
+                    help=f"comma-separated subset of {','.join(ARMS + CLASSIC_ARMS)}")
     ap.add_argument("--quick", action="store_true", help="CPU budget: 128 px, 300 training images, 4 epochs")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--train-limit", type=int, default=0, help="use only N training images (0 = all 1450)")
+    ap.add_argument("--test-limit", type=int, default=0,
+                    help="score only the first N test images of each set (smoke runs; 0 = all 100 + 62)")
     ap.add_argument("--minutes", type=float, default=0, help="per-arm training time limit (0 = none)")
     ap.add_argument("--iou", type=float, default=0.3, help="IoU at which a box hits a polyp")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     train = split["train"]
     if args.train_limit and args.train_limit < len(train):
         train = ratio_split(train, (args.train_limit, len(train) - args.train_limit), seed=seeds[0])["train"]
-    test = split["test_kvasir"] + split["test_clinicdb"]
+    cut = args.test_limit or None
+    test = split["test_kvasir"][:cut] + split["test_clinicdb"][:cut]
     kv = load_kvasir_boxes(args.data / "kvasir-seg")
     t0 = time.monotonic()
     tr, te = load_detection_set(train, args.size, kv), load_detection_set(test, args.size, kv)
@@ -122,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                "prep_seconds": round(prep_s), "machine": platform.machine()}
     atomic_write_text(args.out / f"{tag}.json", json.dumps(payload, indent=2) + "\n")
     names = {"gray": "RetinaNet (gray)", "color": "RetinaNet + Color", "cawe": "RetinaNet + CAWE",
-             "color_cawe": "RetinaNet + Color + CAWE", "rgb": "RetinaNet (colour originals, reference)"}
+             "color_cawe": "RetinaNet + Color + CAWE", "rgb": "RetinaNet (colour originals, reference)",
+             "clahe": "RetinaNet + CLAHE (stand-in for AFDA / MedGA)",
+             "unsharp": "RetinaNet + unsharp masking (stand-in for AFDA / MedGA)",
+             "histeq": "RetinaNet + histogram equalisation (stand-in for AFDA / MedGA)"}
     multi = len(seeds) > 1
     lines = [f"Budget: {budget}." + (" Mean ± std over seeds." if multi else ""), "",
              "| arm | Sens@1 | Sens@2 | Sens@3 | Sens@4 | FROC score | max sens. |"

@@ -11,7 +11,9 @@ Arms (the detector and its training are identical, only the input differs):
 * ``color``       the grayscale image colorized by the GAN;
 * ``cawe``        eq. 7 on the grayscale image with the CAWE map;
 * ``color_cawe``  eq. 7 on the colorized image;
-* ``rgb``         the original colour image (a reference, not a paper arm).
+* ``rgb``         the original colour image (a reference, not a paper arm);
+* ``clahe``, ``unsharp``, ``histeq``  classical enhancement of the grayscale image
+  (:mod:`medattn.enhance.classic`), stand-ins for the paper's AFDA and MedGA baselines.
 
 Scores: FROC from :func:`medattn.metrics.detection.froc` (a box hits a polyp
 at IoU >= ``iou``), sensitivity at 1, 2, 3, 4 false positives per image.
@@ -30,8 +32,11 @@ import torch
 
 from medattn.data.types import Sample
 from medattn.enhance._images import gray_of, resize, track
+from medattn.enhance.classic import CLASSIC_ENHANCERS
 
 ARMS = ("gray", "color", "cawe", "color_cawe", "rgb")
+#: the baseline enhancement arms (stand-ins for AFDA and MedGA, see medattn.enhance.classic)
+CLASSIC_ARMS = ("clahe", "unsharp", "histeq")
 FPS = (1.0, 2.0, 3.0, 4.0)
 
 
@@ -119,8 +124,10 @@ def make_arms(rgb: np.ndarray, classifier: Any = None, colorizer: Any = None, ar
                 out[a][i] = fuse(gray3, res["heatmap"], alpha)
             elif a == "color_cawe":
                 out[a][i] = fuse(colorized, res["heatmap"], alpha)
+            elif a in CLASSIC_ENHANCERS:
+                out[a][i] = np.repeat(CLASSIC_ENHANCERS[a](gray)[..., None], 3, axis=2)
             else:
-                raise ValueError(f"unknown arm {a!r}; choose from {', '.join(ARMS)}")
+                raise ValueError(f"unknown arm {a!r}; choose from {', '.join(ARMS + CLASSIC_ARMS)}")
     return out
 
 
