@@ -48,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--minutes", type=float, default=8.0, help="training time limit")
     ap.add_argument("--limit", type=int, default=0, help="use only N training images (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--curves", type=Path, default=None,
+                    help="write the generator's L1 / feature / adversarial loss curves to this PNG")
     return ap
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """The generator's loss terms (eqs. 3-6: L1, feature matching, adversarial) and D's loss per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medattn.utils.figures import save_figure_png
+
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 2.6))
+    for ax, key, title in zip(axes, ("l1", "feature", "adv", "loss_d"),
+                              ("L1", "feature (D's maps)", "adversarial (G)", "discriminator"), strict=True):
+        ax.plot(steps, [h[key] for h in history], lw=1.2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    save_figure_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [panel(g, c, h) for g, c, h in zip(gray[:6], col[:6], held[:6], strict=True)]
     args.img.mkdir(parents=True, exist_ok=True)
     write_image(args.img / "colorize_panels.png", np.concatenate(rows, axis=0))
+    if args.curves and res.history:
+        plot_curves(res.history, args.curves)
     print("\n".join(md))
     return 0
 

@@ -38,8 +38,8 @@ from medattn.utils.fileio import atomic_write_text
 
 #: the papers' columns, in their order (PraNet Table 1, BSANet Table 1)
 PAPER_COLUMNS = ("meanDice", "meanIoU", "Sm", "wFm", "meanEm", "MAE")
-EXTRA_COLUMNS = ("maxDice", "maxEm", "dice", "iou")
-PART_LABELS = {"test_kvasir": "Kvasir", "test_clinicdb": "ClinicDB"}
+EXTRA_COLUMNS = ("maxDice", "maxEm", "dice", "iou", "precision", "recall")
+PART_LABELS = {"test_kvasir": "Kvasir", "test_clinicdb": "ClinicDB", "test": "test"}
 
 
 def run_budget(run: Path) -> dict[str, Any]:
@@ -101,7 +101,10 @@ def cached_or_evaluate(run: str, data: Path, split: Path | None, workers: int | 
     weights = run_dir / "best.safetensors"
     if cache and cache.is_file() and not force and weights.is_file() \
             and cache.stat().st_mtime > weights.stat().st_mtime:
-        return json.loads(cache.read_text(encoding="utf-8"))
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("split") == str(split or run_dir / "split.json") and all(
+                c in m for m in cached["parts"].values() for c in (*PAPER_COLUMNS, *EXTRA_COLUMNS)):
+            return cached  # else written by an older version or for another split: recompute
     result = evaluate_run(run, data, split, workers)
     if cache:
         atomic_write_text(cache, json.dumps(result, indent=1) + "\n")

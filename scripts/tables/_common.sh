@@ -1,12 +1,18 @@
 # Shared by scripts/tables/*.sh (sourced): the step/train helpers of scripts/run_experiments.sh.
 # A table script sources this, then calls `train NAME CONFIG ARGS...` and `step NAME CMD...`:
 # finished runs (runs/NAME.done) are skipped, an interrupted `medattn train` run resumes.
+# MEDATTN / PY name other executables (default: the project's .venv). SMOKE=1 is a table script's
+# end-to-end check: `$P` prefixes its run names with "smoke-" and RESULTS (where the table's JSON +
+# Markdown go, default benchmarks/results) becomes runs/smoke-results.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export PYTHONPATH=${PYTHONPATH:-src}  # this checkout's medattn, whichever one the venv installed
-MEDATTN=".venv/bin/medattn"
-PY=".venv/bin/python"
+MEDATTN=${MEDATTN:-.venv/bin/medattn}
+PY=${PY:-.venv/bin/python}
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then P=smoke-; RESULTS=${RESULTS:-runs/smoke-results}; else P=; RESULTS=${RESULTS:-benchmarks/results}; fi
+mkdir -p "$RESULTS"
 NICE="nice -n 5"
 mkdir -p runs
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }

@@ -1,0 +1,30 @@
+# EFEN (paper 001) Table 1 rows + the U-Net / EFEN rows of Table 2, and EFEN on the ImageNet
+# MobileNetV2 (transfer learning), on CVC-ClinicDB with the committed 8:1:1 split
+# (configs/splits/cvc_clinicdb_811_seed0.json) and configs/efen_table1/*.yaml:
+#
+#   scripts/run_experiments.sh efen-table1            # the paper's budget: 300 epochs at 288 x 384 (a GPU)
+#   EFEN_EPOCHS=40 EFEN_SIZE=[144,192] scripts/run_experiments.sh efen-table1    # a reduced budget
+#   SMOKE=1 OMP_NUM_THREADS=1 scripts/run_experiments.sh efen-table1             # end-to-end check (minutes)
+#
+# One budget for every row (the env vars change all rows alike). Writes
+# $RESULTS/efen_table1.{json,md} (benchmarks/results/ unless SMOKE=1).
+source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
+
+BUDGET=(--set train.epochs="${EFEN_EPOCHS:-300}" --set "data.input_size=${EFEN_SIZE:-[288,384]}"
+        --set train.batch_size="${EFEN_BATCH:-8}")
+if [ "$SMOKE" = 1 ]; then
+    BUDGET=(--set train.epochs=1 --set data.input_size=32 --set train.batch_size=2 --set data.limit=4
+            --set train.max_steps_per_epoch=2 --set train.curves=false)
+fi
+ROWS=(unet reextract efen efen_mobilenet_v2)
+LABELS=("U-Net (baseline)" "U-Net + Process1" "EFEN" "EFEN (MobileNetV2, ImageNet)")
+SPECS=()
+for i in "${!ROWS[@]}"; do
+    name="${P}efen-table1-${ROWS[$i]}"
+    train "$name" "configs/efen_table1/${ROWS[$i]}.yaml" "${BUDGET[@]}" || exit 1
+    SPECS+=("${LABELS[$i]}=runs/$name")
+done
+SPEED=256; [ "$SMOKE" = 1 ] && SPEED=32
+log "table: $RESULTS/efen_table1.{json,md}"
+LIMIT=0; [ "$SMOKE" = 1 ] && LIMIT=4
+$NICE $PY benchmarks/paper_tables.py efen-table1 "${SPECS[@]}" --out "$RESULTS" --speed-size "$SPEED" --test-limit "$LIMIT"
