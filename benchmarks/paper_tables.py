@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import model_speed  # noqa: E402  (benchmarks/ is not a package)
-import polyp_results  # noqa: E402
-
-from medattn.utils.fileio import atomic_write_text  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import model_speed
+import polyp_results
+from medattn.utils.fileio import atomic_write_text
 
 #: paper 001 (EFEN), Table 1 (ablation) and Table 2 (U-Net, EFEN rows), CVC-ClinicDB, in %
 EFEN_PAPER = {

@@ -1,0 +1,51 @@
+"""benchmarks/paper_tables.py: the table writer of scripts/tables/{efen,bsanet}-table1.sh (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("paper_tables", REPO / "benchmarks" / "paper_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(label: str, dice: float, epochs: int = 3, parts=("test",)) -> dict:
+    metrics = {"count": 4, "dice": dice, "iou": dice / (2 - dice), "recall": 0.5, "precision": 0.25,
+               "meanDice": dice, "meanIoU": 0.4, "Sm": 0.5, "wFm": 0.3, "meanEm": 0.6, "MAE": 0.1}
+    return {"label": label, "parts": {p: dict(metrics) for p in parts}, "params": 2_500_000, "gmacs": 1.25,
+            "cpu_images_per_s": 12.0,
+            "budget": {"input_size": [32, 32], "epochs": epochs, "batch_size": 2, "optim": {"name": "sgd"},
+                       "train_seconds": 120.0}}
+
+
+def test_budget_mismatch_is_reported(tables) -> None:
+    assert tables.budget_mismatches([_row("a", 0.5), _row("b", 0.6)]) == []
+    assert tables.budget_mismatches([_row("a", 0.5), _row("b", 0.6, epochs=4)]) == ["epochs"]
+
+
+def test_efen_markdown_has_ours_in_percent_and_the_papers_rows(tables) -> None:
+    md = tables.efen_markdown([_row("EFEN", 0.5)], {"note": "budget"})
+    assert "| EFEN | 50.00 | 33.33 | 50.00 | 25.00 | 2.50 | 1.25 | 12.0 | 3 | 2 min |" in md
+    for label, p in tables.EFEN_PAPER.items():
+        assert f"| {label}, reported" in md and f"{p['dice']:.2f}" in md
+    assert "87.81" in md and "93.04" in md
+
+
+def test_bsanet_markdown_has_both_test_sets_and_the_six_columns(tables) -> None:
+    md = tables.bsanet_markdown([_row("BSANet", 0.7, parts=("test_kvasir", "test_clinicdb"))], {"note": "b"})
+    assert "## Kvasir (4 images)" in md and "## ClinicDB (4 images)" in md
+    assert "| model | meanDice | meanIoU | Sm | wFm | meanEm | MAE |" in md
+    assert md.count("| BSANet | 0.700 | 0.400 | 0.500 | 0.300 | 0.600 | 0.100 |") == 2
+    assert "| BSANet, reported (paper 000" in md and "0.901" in md  # the paper's rows under Kvasir only
+    assert md.index("reported") < md.index("## ClinicDB")
