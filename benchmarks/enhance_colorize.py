@@ -66,7 +66,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(12, 2.6))
     for ax, key, title in zip(axes, ("l1", "feature", "adv", "loss_d"),
                               ("L1", "feature (D's maps)", "adversarial (G)", "discriminator"), strict=True):
-        ax.plot(steps, [h[key] for h in history], lw=1.2)
+        ax.plot(steps, [h[key] for h in history], lw=1.2, marker="." if len(steps) < 30 else None)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
