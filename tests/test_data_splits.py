@@ -235,3 +235,14 @@ def test_committed_efen_split_is_80_10_10_disjoint_and_complete(shared_data: Pat
     # the documented command (medattn datasets split ... --ratios 8:1:1 --seed 0) gives the same parts
     again = ratio_split(discover(shared_data / "cvc-clinicdb").samples, (8, 1, 1), seed=0)
     assert {k: _ids(v) for k, v in again.items()} == ids
+
+
+def test_cli_split_relative_root(run_cli, tmp_path: Path) -> None:
+    samples = Path(__file__).resolve().parents[1] / "samples" / "kvasir"
+    out = tmp_path / "splits" / "k.json"
+    code, _, err = run_cli("datasets", "split", str(samples), "--ratios", "4:1:1", "--relative-root", "--out", str(out))
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert not Path(doc["root"]).is_absolute()
+    assert (out.parent / doc["root"]).resolve() == samples.resolve()
+    assert sum(len(v) for v in load_split(out).values()) == sum(doc["counts"].values())

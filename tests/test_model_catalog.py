@@ -38,7 +38,8 @@ def test_changed_card_means_recomputed_records(tmp_path, monkeypatch, run_cli):
     code, out, _ = run_cli("models", "bsanet*", "--json")
     assert code == 0
     records = json.loads(out)
-    assert [r["name"] for r in records] == ["bsanet", "bsanet-polyp"]
+    assert [r["name"] for r in records] == ["bsanet", "bsanet_no_arm", "bsanet_no_fsam", "bsanet_no_isam",
+                                            "bsanet-polyp"]
     assert all(r["description"] != "stale" for r in records)
     code, out, _ = run_cli("models", "--task", "denoising", "--json")
     assert code == 0 and {r["task"] for r in json.loads(out)} == {"denoising"}

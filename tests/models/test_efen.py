@@ -249,6 +249,8 @@ def test_mobilenet_v2_variant_strides_and_truncation():
     enc = net.encoder
     assert enc.reductions == [1, 2, 4, 8, 16] and enc.out_channels == [32, 16, 24, 32, 96]
     assert len(enc.encoder.features) == 14  # the stride-32 stages (features 14-18) are dropped
+    with pytest.raises(ConfigError, match="stem_width"):  # no silent stem: asked for by the variant only
+        create("efen", encoder="mobilenet_v2")
     with torch.no_grad():
         feats = enc(torch.rand(1, 3, 64, 48))
     assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 48 // s) for s in (1, 2, 4, 8, 16)]

@@ -213,8 +213,9 @@ class EFEN(SegmentationModel):
         improved_skip: the cross-attention skips (eqs. 5-9); ``False`` concatenates the
             encoder feature as U-Net does.
         encoder_options: extra options of :func:`create_encoder` (e.g. ``{"normalize": "imagenet"}``).
-        stem_width: channels of the stride-1 stem added to encoders without a stride-1
-            feature (:class:`FullResolutionStem`).
+        stem_width: with an encoder that has no stride-1 feature (MobileNetV2), add a
+            :class:`FullResolutionStem` of this many channels for the first skip; ``None``
+            (default) requires the encoder to give stride 1 itself (VGG-19).
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1, encoder: str | Encoder = "vgg19",
@@ -223,7 +224,7 @@ class EFEN(SegmentationModel):
                  reextract_widths: Sequence[int] = (16, 32, 64, 128, 256),
                  attn_ratio: int = 4, attn_stride: int = 8, pos_encoding: str = "2d", attn_scale: str = "dk",
                  deep_supervision: bool = False, reextract: bool = True, improved_skip: bool = True,
-                 encoder_options: dict | None = None, stem_width: int = 32) -> None:
+                 encoder_options: dict | None = None, stem_width: int | None = None) -> None:
         super().__init__(in_channels, num_classes, stride=16, deep_supervision=deep_supervision)
         if len(decoder_widths) != 4 or len(reextract_widths) != 5:
             raise ConfigError("EFEN needs 4 decoder_widths (strides 8..1) and 5 reextract_widths (strides 1..16)")
@@ -236,13 +237,14 @@ class EFEN(SegmentationModel):
                                  **{**kw, **(encoder_options or {})})
         else:
             enc = encoder
-        if 1 not in enc.reductions:
+        if stem_width is not None and 1 not in enc.reductions:
             enc = FullResolutionStem(enc, in_channels, stem_width)
         try:
             self._taps = [list(enc.reductions).index(s) for s in SKIP_STRIDES]
         except ValueError:
             raise ConfigError(f"EFEN needs encoder features at strides {SKIP_STRIDES}, "
-                              f"{type(enc).__name__} gives {enc.reductions}") from None
+                              f"{type(enc).__name__} gives {enc.reductions} (stem_width=N adds a stride-1 "
+                              "stem)") from None
         self.encoder = enc
         e1 = [enc.out_channels[i] for i in self._taps]             # strides 1..16
         dec = list(decoder_widths)
@@ -317,7 +319,8 @@ def efen_reextract(**kwargs) -> EFEN:
 
 
 @register_model("efen_mobilenet_v2", input_size=(288, 384), paper=PAPER,
-                default_options={"encoder": "mobilenet_v2", "encoder_options": {"normalize": "imagenet"}})
+                default_options={"encoder": "mobilenet_v2", "encoder_options": {"normalize": "imagenet"},
+                                 "stem_width": 32})
 def efen_mobilenet_v2(**kwargs) -> EFEN:
     """EFEN on a MobileNetV2 encoder (strides 2-16) with a full-resolution stem; pass the ImageNet file."""
     return EFEN(**kwargs)
