@@ -49,3 +49,29 @@ def test_bsanet_markdown_has_both_test_sets_and_the_six_columns(tables) -> None:
     assert md.count("| BSANet | 0.700 | 0.400 | 0.500 | 0.300 | 0.600 | 0.100 |") == 2
     assert "| BSANet, reported (paper 000" in md and "0.901" in md  # the paper's rows under Kvasir only
     assert md.index("reported") < md.index("## ClinicDB")
+
+
+def test_run_experiments_names_the_three_tables() -> None:
+    import subprocess
+
+    out = subprocess.run(["bash", str(REPO / "scripts" / "run_experiments.sh"), "list"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout.split()
+    assert {"efen-table1", "bsanet-table1", "cawe-froc"} <= set(out) and "_common" not in out
+    bad = subprocess.run(["bash", str(REPO / "scripts" / "run_experiments.sh"), "no-such-table"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "no table 'no-such-table'" in bad.stderr
+
+
+@pytest.mark.parametrize("table", ["efen-table1", "bsanet-table1", "cawe-froc"])
+def test_table_scripts_parse_and_name_their_configs(table: str) -> None:
+    import re
+    import subprocess
+
+    script = REPO / "scripts" / "tables" / f"{table}.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    text = script.read_text()
+    assert 'source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"' in text and 'SMOKE" = 1' in text
+    folder = {"efen-table1": "efen_table1", "bsanet-table1": "bsanet_table1"}.get(table)
+    if folder:  # every row the script trains has its config, and every config is a row
+        rows = re.search(r"^ROWS=\(([^)]*)\)", text, re.M).group(1).split()
+        assert sorted(rows) == sorted(p.stem for p in (REPO / "configs" / folder).glob("*.yaml"))
