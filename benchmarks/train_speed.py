@@ -28,6 +28,7 @@ Writes ``benchmarks/results/train_speed.{json,md}`` (after every cell).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -120,7 +121,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = trainer_mod.Trainer(cfg, run_dir=spec["run_dir"], progress=False).fit()
     wall = time.perf_counter() - t0
-    intervals = [b - a for stamps in record["epochs"][1:] for a, b in zip(stamps, stamps[1:], strict=False)]
+    intervals = [b - a for stamps in record["epochs"][1:] for a, b in itertools.pairwise(stamps)]
     timed = sum(intervals)
     return {
         "images_per_s": spec["batch"] * len(intervals) / timed if timed else None,

@@ -178,8 +178,8 @@ class RandResizedCropd(RandomizableTransform, MapTransform):
     def _draw(self, h: int, w: int) -> tuple[int, int, int, int]:
         area = self.R.uniform(*self.scale) * h * w
         aspect = math.exp(self.R.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
-        ch = min(h, max(1, int(round(math.sqrt(area / aspect)))))
-        cw = min(w, max(1, int(round(math.sqrt(area * aspect)))))
+        ch = min(h, max(1, round(math.sqrt(area / aspect))))
+        cw = min(w, max(1, round(math.sqrt(area * aspect))))
         top = int(self.R.randint(0, h - ch + 1))
         left = int(self.R.randint(0, w - cw + 1))
         return top, left, ch, cw

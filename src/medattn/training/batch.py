@@ -23,7 +23,7 @@ def scaled_size(size: Sequence[int], scale: float, multiple: int = 32) -> tuple[
     >>> scaled_size((352, 352), 1.25)
     (448, 448)
     """
-    return tuple(max(multiple, int(round(s * scale / multiple)) * multiple) for s in size)  # type: ignore[return-value]
+    return tuple(max(multiple, round(s * scale / multiple) * multiple) for s in size)  # type: ignore[return-value]
 
 
 def stage_size(stages: Sequence[object], epoch: int, final: Sequence[int]) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from torch import nn
 
 from medattn.errors import ConfigError, MedattnIOError
 from medattn.training import distributed as D
+from medattn.training.batch import resize_batch, scaled_size, stage_size
 from medattn.training.checkpoint import (
     STATE_FILE,
     load_state,
@@ -44,7 +45,6 @@ from medattn.training.checkpoint import (
     unwrap,
 )
 from medattn.training.config import Config, save_config
-from medattn.training.batch import resize_batch, scaled_size, stage_size
 from medattn.training.data import DataBundle, get_dataset_builder
 from medattn.training.ema import ModelEMA
 from medattn.training.optim import build_optimizer, build_scheduler
