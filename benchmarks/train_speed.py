@@ -52,8 +52,8 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 ARMS: dict[str, list[str]] = {
     "before": [],
-    "after": ["train.channels_last=true", "optim.fused=true"],  # + data.cache_dir (set per run)
-    "after+compile": ["train.channels_last=true", "optim.fused=true", "train.compile=true"],
+    "after": ["train.channels_last=auto", "optim.fused=true"],  # + data.cache_dir (set per run)
+    "after+compile": ["train.channels_last=auto", "optim.fused=true", "train.compile=true"],
 }
 
 

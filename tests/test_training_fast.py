@@ -255,3 +255,19 @@ def test_train_speed_cell_times_real_trainer_steps(tmp_path: Path, monkeypatch) 
     assert row["images_per_s"] > 0 and row["step_s"] < time.perf_counter() - t0
     assert len(row["train_loss"]) == 3 and row["peak_rss_mb"] > 50
     assert row["profile_ops"] and all(op["self_ms"] >= 0 for op in row["profile_ops"])
+
+
+def test_channels_last_auto_skips_group_norm_models(tiny: Path, tmp_path: Path) -> None:
+    from medattn.training.trainer import use_channels_last
+
+    bn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    gn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4))
+    assert use_channels_last(bn, "auto") and not use_channels_last(gn, "auto")
+    assert use_channels_last(gn, True) and not use_channels_last(bn, False)
+    cfg = load_config(tiny, ["train.channels_last=auto", "train.epochs=1"])
+    assert cfg.train.channels_last == "auto"
+    trainer = Trainer(cfg, run_dir=tmp_path / "cl", progress=False)
+    trainer.fit()
+    assert trainer.channels_last  # the tiny U-Net has batch norm
+    with pytest.raises(ConfigError, match="channels_last"):
+        load_config(None, ["train.channels_last=sometimes"], check_paths=False)

@@ -205,8 +205,10 @@ class TrainConfig(_Section):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
     drop_last: bool = Field(False, description="drop the last incomplete batch")
     curves: bool = Field(True, description="write curves.png at the end")
-    channels_last: bool = Field(False, description="model and batches in channels-last memory format "
-                                                   "(faster oneDNN convolutions on CPU, tensor cores on CUDA)")
+    channels_last: bool | Literal["auto"] = Field(False, description="model and batches in channels-last memory "
+                                                                     "format (faster oneDNN convolutions); auto: "
+                                                                     "unless the model has GroupNorm layers, whose "
+                                                                     "CPU backward is slower in channels-last")
     compile: bool = Field(False, description="torch.compile the model (pays only on some machines: "
                                              "benchmarks/train_speed.py)")
     log_interval: int = Field(10, ge=1, description="read the loss back (progress bar, finiteness check) "

@@ -88,6 +88,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def use_channels_last(model: nn.Module, setting: bool | str) -> bool:
+    """Whether ``train.channels_last`` (``True``, ``False`` or ``"auto"``) applies to ``model``.
+
+    ``auto`` skips models with ``GroupNorm``: measured on CPU (benchmarks/train_speed.py), its
+    backward in channels-last format made an HLF-Net step twice as slow, more than the
+    convolutions gain.
+    """
+    if setting == "auto":
+        return not any(isinstance(m, nn.GroupNorm) for m in model.modules())
+    return bool(setting)
+
+
 # --------------------------------------------------------------------------- validation metrics
 
 
@@ -193,6 +205,8 @@ class Trainer:
         self.progress = progress
         #: per-sample validation scores of the data bundle (None: the task's defaults); set by fit()
         self.bundle_scores: Any = None
+        #: whether the model and batches are channels-last (train.channels_last resolved); set by fit()
+        self.channels_last = False
 
     # ---- hooks
     def build_model(self) -> tuple[nn.Module, dict[str, Any], str]:
@@ -269,7 +283,7 @@ class Trainer:
         tc = self.cfg.train
         x = batch["image"].to(self.dist.device, non_blocking=True)
         y = batch[target_key].to(self.dist.device, non_blocking=True)
-        if tc.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if tc.multi_scale:
             size = scaled_size(size, random.choice(tc.multi_scale))
@@ -339,7 +353,8 @@ class Trainer:
             load_weights_into(model, cfg.model.init, cfg.model.name)
         n_params = sum(p.numel() for p in model.parameters())
         model.to(dist.device)
-        if tc.channels_last:
+        self.channels_last = use_channels_last(model, tc.channels_last)
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         ema = ModelEMA(model, tc.ema) if tc.ema is not None else None
         self.loss_fn = self.build_loss()
@@ -508,7 +523,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         for batch in loader:
             x = batch["image"].to(self.dist.device)
-            if self.cfg.train.channels_last:
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = batch[target_key].to(self.dist.device)
             with self._autocast():
