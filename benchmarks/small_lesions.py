@@ -107,12 +107,16 @@ def paste_small_polyp(background: np.ndarray, bg_mask: np.ndarray, polyp: np.nda
     crop, cmask = _resize(crop, (h, w), "bilinear"), _resize(cmask, (h, w), "bilinear") > 0.5
     # centre: on lit mucosa (no dark border or text overlay within the polyp's size or 5 % of the
     # frame), as far as possible from the background polyp and the frame's edge
-    dist = ndimage.distance_transform_edt(~bgm)
+    # (relaxed step by step when a frame offers no such place)
     lit = ndimage.uniform_filter(bg.mean(axis=2), size=9) > 60
-    lit = ndimage.binary_erosion(lit, iterations=max(h, w, frame // 20))  # no dark pixel or overlay near
-    dist[~lit] = 0
     edge = max(2 * h, 2 * w, frame // 8)
-    dist[:edge, :] = dist[-edge:, :] = dist[:, :edge] = dist[:, -edge:] = 0
+    inner = np.zeros_like(lit)
+    inner[edge:-edge, edge:-edge] = True
+    away = ndimage.distance_transform_edt(~bgm)
+    for allowed in (ndimage.binary_erosion(lit, iterations=max(h, w, frame // 20)) & inner, lit & inner, inner):
+        dist = np.where(allowed, away + 1.0, 0.0)
+        if dist.max() > 0:
+            break
     cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
     top, left = cy - h // 2, cx - w // 2
     yy, xx = np.mgrid[0:h, 0:w]
