@@ -30,7 +30,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 MEDATTN=".venv/bin/medattn"
 PY=".venv/bin/python"
 NICE="nice -n 5"
-FAST=(--set train.precision=bf16 --set train.deterministic=false --set data.cache=true)
+# the fast engine path (docs/training.md#speed-cpu); runs started before issue 14 used the first three
+FAST=(--set train.precision=bf16 --set train.deterministic=false --set data.cache=true
+      --set train.channels_last=auto --set optim.fused=true)
 
 # One polyp budget for BSANet and every baseline (PraNet protocol: 1305 train + 145 val images).
 POLYP_EPOCHS=${POLYP_EPOCHS:-3}

@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from medattn.data.transforms import TRANSFORMS, RandColorJitterd, build_transforms
+from medattn.data.transforms import (
+    TRANSFORMS,
+    RandColorJitterd,
+    RandJPEGd,
+    RandResizedCropd,
+    RandSpecularHighlightsd,
+    build_transforms,
+)
 from medattn.errors import ConfigError
 
-GEOMETRIC = ["flip", "rotate90", "rotate", "zoom", "affine", "elastic"]
-INTENSITY = ["color_jitter", "gamma", "gaussian_noise", "blur"]
+GEOMETRIC = ["flip", "rotate90", "rotate", "zoom", "affine", "elastic", "random_resized_crop"]
+INTENSITY = ["color_jitter", "gamma", "gaussian_noise", "blur", "jpeg", "specular"]
 
 
 def _blobs(size: int = 64) -> torch.Tensor:
@@ -225,3 +232,54 @@ def test_efen_pipeline_is_deterministic_with_a_seed() -> None:
     for x in a:  # every sample keeps the input shape and a binary mask
         assert x["image"].shape == (3, 48, 64) and x["mask"].shape == (1, 48, 64)
         assert set(torch.unique(x["mask"]).tolist()) <= {0.0, 1.0}
+
+
+def test_random_resized_crop_window_follows_scale_and_ratio() -> None:
+    crop = RandResizedCropd(("image", "mask"), (64, 64), scale=(0.25, 0.5), ratio=(0.5, 2.0), prob=1.0)
+    crop.set_random_state(0)
+    for _ in range(50):
+        top, left, h, w = crop._draw(200, 300)
+        assert 0 <= top <= 200 - h and 0 <= left <= 300 - w
+        assert 0.25 * 0.9 <= h * w / (200 * 300) <= 0.5 * 1.1
+        assert 0.5 / 1.1 <= w / h <= 2.0 * 1.1
+    # the output is the window resized: a mask of one filled quadrant stays filled where the window was
+    mask = torch.zeros(1, 64, 64)
+    mask[:, :32, :32] = 1
+    crop = RandResizedCropd(("image", "mask"), (64, 64), scale=(0.25, 0.25), ratio=(1.0, 1.0), prob=1.0)
+    crop.set_random_state(3)
+    crop._draw = lambda h, w: (0, 0, h // 2, w // 2)  # window = the top-left quadrant
+    out = crop({"image": mask.repeat(3, 1, 1), "mask": mask})
+    assert torch.equal(out["mask"], torch.ones(1, 64, 64)) and torch.allclose(out["image"], torch.ones(3, 64, 64))
+    with pytest.raises(ConfigError, match="scale"):
+        build_transforms([{"name": "random_resized_crop", "scale": [0.5, 1.5]}], (16, 16))
+
+
+def test_jpeg_matches_a_pil_round_trip_and_hurts_more_at_low_quality() -> None:
+    import io
+
+    from PIL import Image
+
+    img = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    a = (img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=40)
+    ref = torch.from_numpy(np.asarray(Image.open(buf)).transpose(2, 0, 1).copy()).float() / 255
+    assert torch.equal(RandJPEGd.compress(img, 40), ref)
+    err = [(RandJPEGd.compress(img, q) - img).abs().mean().item() for q in (10, 95)]
+    assert err[0] > err[1]
+    gray = RandJPEGd.compress(img[:1], 50)
+    assert gray.shape == (1, 32, 32)
+
+
+def test_specular_highlights_are_white_spots_of_the_given_size() -> None:
+    spec = RandSpecularHighlightsd(count=(1, 1), radius=(0.05, 0.05), intensity=(1.0, 1.0), prob=1.0)
+    spec.set_random_state(2)
+    image = torch.full((3, 100, 100), 0.3)
+    mask = torch.zeros(1, 100, 100)
+    out = spec({"image": image, "mask": mask})
+    assert torch.equal(out["mask"], mask)
+    x = out["image"]
+    assert x.max() > 0.99 and x.min() >= 0.3 - 1e-6  # a saturated spot, the rest untouched
+    bright = (x[0] > 0.65).float().sum().item()  # alpha > 0.5 within ~1.18 sigma of the centre
+    assert 5 <= bright <= 3.1416 * 6**2  # radius 5 px (x 0.6..1 per axis)
+    assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])  # white: all channels alike

@@ -5,6 +5,11 @@ Images are read through :mod:`medattn.io` (``read_rgb`` / ``read_gray`` /
 nearest for the mask) *before* augmentation, scaled to [0, 1] and returned as
 float32 tensors. Masks follow the project rule: foreground = value > 127.
 
+Caching: ``cache=True`` keeps the resized, un-augmented pairs in memory (one copy per loader
+worker); ``cache_dir=`` stores them once as memory-mapped ``.npy`` files (:class:`DiskCache`),
+shared by workers through the page cache and reused by later runs. Both store the image as
+uint8, so a cached image differs from the uncached float resize by at most 1/510.
+
 Determinism: the augmentation pipeline draws from its own random states.
 ``dataset.set_random_state(seed)`` fixes them in the main process; with a
 ``torch.utils.data.DataLoader`` pass ``worker_init_fn=medattn.data.worker_init_fn``
@@ -15,6 +20,9 @@ worker id; ``monai.data.DataLoader`` does the same on its own.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +101,65 @@ def _resize_mask(mask: torch.Tensor, size: tuple[int, int] | None) -> torch.Tens
     return F.interpolate(m[None], size=size, mode="nearest-exact")[0]
 
 
+class DiskCache:
+    """Decoded and resized samples as memory-mapped ``.npy`` files in ``folder``.
+
+    Each entry is one file ``<key>.npy`` holding a one-element record array with fields
+    ``orig`` (int64 (2,): the file's (H, W)) and ``data`` (uint8 (C + 1, h, w): the resized
+    image channels, then the mask as 0/1). The key hashes every source file's absolute path,
+    size and modification time with the target size and channel count, so an edited image or
+    another input size gets a new entry and stale entries are never read. Entries are written
+    to a temporary file and renamed, so concurrent loader workers and killed runs leave no
+    half-written entry.
+    """
+
+    VERSION = 1
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MedattnIOError(self.folder, f"cannot create the cache folder ({exc.strerror or exc})") from None
+
+    def key(self, files: Sequence[Path], size: tuple[int, int] | None, in_channels: int) -> str:
+        """Hash of the files' identities (path, size, mtime) and the preprocessing."""
+        ident: list[Any] = [self.VERSION, list(size) if size else None, in_channels]
+        for f in files:
+            st = Path(f).stat()
+            ident.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+        return hashlib.sha1(json.dumps(ident).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The memory-mapped record of ``key`` (None when absent or unreadable)."""
+        try:
+            rec = np.load(self.path(key), mmap_mode="r")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # truncated by a crash outside our atomic writes: rebuild it
+            return None
+        if rec.dtype.names != ("orig", "data") or rec.shape != (1,):
+            return None
+        return rec
+
+    def put(self, key: str, orig: Sequence[int], data: np.ndarray) -> None:
+        """Store ``data`` (uint8 (C + 1, h, w)) with the original size, atomically."""
+        rec = np.zeros(1, dtype=[("orig", "<i8", (2,)), ("data", "u1", data.shape)])
+        rec["orig"][0] = orig
+        rec["data"][0] = data
+        target = self.path(key)
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
+        try:
+            np.save(tmp, rec)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise MedattnIOError(target, f"cannot write the cache entry ({exc.strerror or exc})") from None
+
+
 def _apply(transforms: Callable | None, item: dict[str, Any]) -> dict[str, Any]:
     if transforms is None:
         return item
@@ -142,6 +209,8 @@ class SegmentationDataset(_Base):
         transforms: a callable on the dict, e.g. :func:`medattn.data.build_transforms`.
         in_channels: 3 (RGB), 1 (luminance) or 4 (RGB + luminance).
         cache: keep the resized, un-augmented pairs in memory (uint8 image, bool mask).
+        cache_dir: keep them in memory-mapped files there instead (:class:`DiskCache`; same values
+            as ``cache``); :meth:`prepare` fills it up front.
 
     ``orig_size`` is the (H, W) of the file, for resizing predictions back.
 
@@ -157,10 +226,12 @@ class SegmentationDataset(_Base):
         transforms: Callable | None = None,
         in_channels: int = 3,
         cache: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(transforms, cache)
         if in_channels not in CHANNEL_CHOICES:
             raise DatasetError(f"in_channels={in_channels}: use 1 (gray), 3 (RGB) or 4 (RGB + gray)")
+        self.disk = DiskCache(cache_dir) if cache_dir is not None else None
         self.samples = _samples_of(samples)
         unlabeled = [s for s in self.samples if s.mask is None and not s.extra_masks]
         if unlabeled:
@@ -174,8 +245,39 @@ class SegmentationDataset(_Base):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _disk_key(self, sample: Sample) -> str:
+        files = [sample.image, *(f for f in (sample.mask, *sample.extra_masks) if f is not None)]
+        try:
+            return self.disk.key(files, self.size, self.in_channels)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise MedattnIOError(getattr(exc, "filename", None) or sample.image,
+                                 f"cannot read ({exc.strerror or exc})") from None
+
+    def prepare(self, progress: bool = True, description: str = "caching images") -> int:
+        """Fill the disk cache with every missing sample (rich progress); the number decoded."""
+        if self.disk is None:
+            return 0
+        from rich.progress import Progress
+
+        todo = [i for i, s in enumerate(self.samples) if self.disk.get(self._disk_key(s)) is None]
+        with Progress(disable=not progress or not todo, transient=True) as bar:
+            task = bar.add_task(f"{description} ({self.disk.folder})", total=len(todo))
+            for i in todo:
+                self.load(i)
+                bar.advance(task)
+        return len(todo)
+
     def load(self, index: int) -> dict[str, Any]:
         """The resized pair before augmentation (image float [0, 1], mask float {0, 1})."""
+        key = None
+        if self.disk is not None:
+            key = self._disk_key(self.samples[index])
+            rec = self.disk.get(key)
+            if rec is not None:
+                data = torch.from_numpy(np.array(rec["data"][0]))
+                c = self.in_channels
+                return {"image": data[:c].float() / 255.0, "mask": data[c:].float(),
+                        "orig_size": torch.from_numpy(np.array(rec["orig"][0]))}
         if index in self._cache:
             c = self._cache[index]
             return {
@@ -195,6 +297,10 @@ class SegmentationDataset(_Base):
         orig = torch.tensor(image.shape[:2], dtype=torch.long)
         img_t = _resize_image(_to_chw(image), self.size)
         mask_t = _resize_mask(torch.from_numpy(mask), self.size)
+        if key is not None:
+            img_u8 = (img_t * 255.0).round().to(torch.uint8)
+            self.disk.put(key, image.shape[:2], torch.cat([img_u8, mask_t.to(torch.uint8)]).numpy())  # type: ignore[union-attr]
+            return {"image": img_u8.float() / 255.0, "mask": mask_t, "orig_size": orig}
         if self.cache:
             self._cache[index] = {
                 "image": (img_t * 255.0).round().to(torch.uint8),

@@ -146,6 +146,156 @@ class ClampIntensityd(MapTransform):
         return d
 
 
+class RandResizedCropd(RandomizableTransform, MapTransform):
+    """Random crop of ``scale`` x the area and aspect ratio in ``ratio``, resized back to ``size``.
+
+    Like torchvision's ``RandomResizedCrop``: the area fraction is uniform in ``scale``, the
+    aspect ratio (w / h) log-uniform in ``ratio``; a crop that does not fit is clipped to the
+    image. The image is resized bilinearly (antialiased when shrinking), the mask by
+    ``nearest-exact``, from the same window, so the pair stays aligned.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[Hashable],
+        size: tuple[int, int],
+        scale: tuple[float, float] = (0.5, 1.0),
+        ratio: tuple[float, float] = (0.75, 4.0 / 3.0),
+        prob: float = 0.5,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ConfigError(f"random_resized_crop: scale {list(scale)} must satisfy 0 < low <= high <= 1")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ConfigError(f"random_resized_crop: ratio {list(ratio)} must satisfy 0 < low <= high")
+        self.size, self.scale, self.ratio = tuple(size), scale, ratio
+        self._box = (0, 0, 0, 0)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+
+    def _draw(self, h: int, w: int) -> tuple[int, int, int, int]:
+        area = self.R.uniform(*self.scale) * h * w
+        aspect = math.exp(self.R.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        ch = min(h, max(1, round(math.sqrt(area / aspect))))
+        cw = min(w, max(1, round(math.sqrt(area * aspect))))
+        top = int(self.R.randint(0, h - ch + 1))
+        left = int(self.R.randint(0, w - cw + 1))
+        return top, left, ch, cw
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        first = _as_tensor(d[next(iter(self.key_iterator(d)))])
+        top, left, ch, cw = self._draw(first.shape[-2], first.shape[-1])
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()[None, :, top: top + ch, left: left + cw]
+            if key == "mask":
+                x = torch.nn.functional.interpolate(x, size=self.size, mode="nearest-exact")
+            else:
+                shrink = self.size[0] < ch or self.size[1] < cw
+                x = torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
+                                                    antialias=shrink)
+            d[key] = x[0]
+        return d
+
+
+class RandJPEGd(RandomizableTransform, MapTransform):
+    """JPEG compression artefacts: encode and decode the image at a quality drawn from ``quality``."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", quality: tuple[float, float] = (30, 90),
+                 prob: float = 0.3) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        if not 1 <= quality[0] <= quality[1] <= 100:
+            raise ConfigError(f"jpeg: quality {list(quality)} must satisfy 1 <= low <= high <= 100")
+        self.quality = quality
+        self._q = int(quality[1])
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self._q = int(self.R.randint(int(self.quality[0]), int(self.quality[1]) + 1))
+
+    @staticmethod
+    def compress(img: torch.Tensor, quality: int) -> torch.Tensor:
+        """(C, H, W) in [0, 1] through an 8-bit JPEG of ``quality`` (C = 1 or 3)."""
+        import io
+
+        from PIL import Image
+
+        a = (img.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        pil = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=quality)
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+        out = out[..., None] if out.ndim == 2 else out
+        return torch.from_numpy(out.transpose(2, 0, 1).copy()).float() / 255.0
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.compress(_as_tensor(d[key]).float(), self._q)
+        return d
+
+
+class RandSpecularHighlightsd(RandomizableTransform, MapTransform):
+    """Synthetic specular highlights: ``count`` small saturated white spots blended into the image.
+
+    Endoscopic frames show light reflections that models take for polyps; each spot is an
+    ellipse with a Gaussian fall-off, radius a fraction (``radius``) of the shorter image side,
+    at a random position, blended as ``x + a (1 - x)`` with peak ``a`` = ``intensity``.
+    The mask is unchanged (a highlight is never lesion).
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", count: tuple[float, float] = (1, 4),
+                 radius: tuple[float, float] = (0.01, 0.04), intensity: tuple[float, float] = (0.7, 1.0),
+                 prob: float = 0.3) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+        if not 1 <= count[0] <= count[1]:
+            raise ConfigError(f"specular: count {list(count)} must satisfy 1 <= low <= high")
+        if not 0 < radius[0] <= radius[1] <= 0.5:
+            raise ConfigError(f"specular: radius {list(radius)} must satisfy 0 < low <= high <= 0.5")
+        if not 0 < intensity[0] <= intensity[1] <= 1:
+            raise ConfigError(f"specular: intensity {list(intensity)} must satisfy 0 < low <= high <= 1")
+        self.count, self.radius, self.intensity = count, radius, intensity
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+
+    def alpha(self, h: int, w: int) -> torch.Tensor:
+        """The (H, W) blending weight of a fresh set of spots (draws from this transform's RandomState)."""
+        yy = torch.arange(h, dtype=torch.float32)[:, None]
+        xx = torch.arange(w, dtype=torch.float32)[None, :]
+        alpha = torch.zeros(h, w)
+        for _ in range(int(self.R.randint(int(self.count[0]), int(self.count[1]) + 1))):
+            r = self.R.uniform(*self.radius) * min(h, w)
+            ry, rx = r * self.R.uniform(0.6, 1.0), r * self.R.uniform(0.6, 1.0)
+            cy, cx = self.R.uniform(0, h), self.R.uniform(0, w)
+            peak = self.R.uniform(*self.intensity)
+            spot = peak * torch.exp(-0.5 * (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2))
+            alpha = torch.maximum(alpha, spot)
+        return alpha
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = _as_tensor(d[key]).float()
+            a = self.alpha(x.shape[-2], x.shape[-1])
+            d[key] = x + a * (1.0 - x)
+        return d
+
+
 # --------------------------------------------------------------------------- the named transforms
 
 
@@ -265,6 +415,21 @@ def _blur(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
     ]
 
 
+def _resized_crop(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandResizedCropd(keys, size, scale=_pair(p["scale"], "random_resized_crop scale"),
+                             ratio=_pair(p["ratio"], "random_resized_crop ratio"), prob=p["prob"])]
+
+
+def _jpeg(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandJPEGd("image", quality=_pair(p["quality"], "jpeg quality"), prob=p["prob"])]
+
+
+def _specular(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
+    return [RandSpecularHighlightsd("image", count=_pair(p["count"], "specular count"),
+                                    radius=_pair(p["radius"], "specular radius"),
+                                    intensity=_pair(p["intensity"], "specular intensity"), prob=p["prob"])]
+
+
 Builder = Callable[[dict, Sequence[str], tuple[int, int]], list]
 
 # name -> (builder, default parameters, one-line description); the single place defaults live.
@@ -291,12 +456,25 @@ TRANSFORMS: dict[str, tuple[Builder, dict[str, Any], str]] = {
     "gamma": (_gamma, {"range": (0.7, 1.5), "prob": 0.3}, "random gamma (image only)"),
     "gaussian_noise": (_noise, {"std": 0.03, "prob": 0.3}, "additive Gaussian noise (image only)"),
     "blur": (_blur, {"sigma": (0.25, 1.5), "prob": 0.3}, "Gaussian blur, sigma in px (image only)"),
+    "random_resized_crop": (
+        _resized_crop,
+        {"scale": (0.5, 1.0), "ratio": (0.75, 4.0 / 3.0), "prob": 0.5},
+        "random crop (area fraction scale, aspect ratio w/h) resized back to the input size",
+    ),
+    "jpeg": (_jpeg, {"quality": (30, 90), "prob": 0.3}, "JPEG compression artefacts at a random quality (image only)"),
+    "specular": (
+        _specular,
+        {"count": (1, 4), "radius": (0.01, 0.04), "intensity": (0.7, 1.0), "prob": 0.3},
+        "synthetic specular highlights: white spots, radius a fraction of the image side (image only)",
+    ),
 }
 ALIASES = {
     "scale": "zoom",
     "color": "color_jitter",
     "colour_jitter": "color_jitter",
     "noise": "gaussian_noise",
+    "resized_crop": "random_resized_crop",
+    "specular_highlights": "specular",
 }
 
 # A common default for polyp/lesion segmentation training.

@@ -90,6 +90,9 @@ class DataConfig(_Section):
     augment: list[str | dict[str, Any]] = Field(default_factory=list,
                                                 description="augmentation names/dicts (medattn datasets augmentations)")
     cache: bool = Field(False, description="keep resized images in memory")
+    cache_dir: Path | None = Field(None, description="decode and resize every image once into memory-mapped "
+                                                      ".npy files here (keyed by file, size, mtime and input "
+                                                      "size), shared by loader workers and later runs")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     limit: int | None = Field(None, ge=1, description="use only the first N train (and val) samples (quick runs)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra options for custom builders")
@@ -143,6 +146,7 @@ class OptimConfig(_Section):
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW")
     momentum: float = Field(0.9, ge=0.0, description="SGD")
     nesterov: bool = Field(False, description="SGD")
+    fused: bool = Field(False, description="fused Adam/AdamW kernel (one call for all parameters; CPU and CUDA)")
 
 
 class ScheduleConfig(_Section):
@@ -161,6 +165,25 @@ class ScheduleConfig(_Section):
     factor: float = Field(0.1, gt=0.0, lt=1.0)
     warmup_epochs: float = Field(0.0, ge=0.0)
     min_lr: float = Field(0.0, ge=0.0)
+
+
+class ResizeStage(_Section):
+    """One stage of progressive resizing: ``epochs`` epochs at ``size`` before the full input size."""
+
+    epochs: int = Field(..., ge=1)
+    size: tuple[int, int]
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 8:
+            raise ValueError(f"size {list(value)} is too small (at least 8 x 8)")
+        return value
 
 
 class TrainConfig(_Section):
@@ -182,6 +205,30 @@ class TrainConfig(_Section):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
     drop_last: bool = Field(False, description="drop the last incomplete batch")
     curves: bool = Field(True, description="write curves.png at the end")
+    channels_last: bool | Literal["auto"] = Field(False, description="model and batches in channels-last memory "
+                                                                     "format (faster oneDNN convolutions); auto: "
+                                                                     "unless the model has GroupNorm layers, whose "
+                                                                     "CPU backward is slower in channels-last")
+    compile: bool = Field(False, description="torch.compile the model (pays only on some machines: "
+                                             "benchmarks/train_speed.py)")
+    log_interval: int = Field(10, ge=1, description="read the loss back (progress bar, finiteness check) "
+                                                    "every N steps instead of every step")
+    ema: float | None = Field(None, gt=0.0, lt=1.0, description="decay of an exponential moving average of "
+                                                                "the weights (e.g. 0.999); validation and the "
+                                                                "saved checkpoints then use the average")
+    multi_scale: list[float] | None = Field(None, description="rescale each training batch by a factor drawn "
+                                                              "from this list (PraNet: [0.75, 1.0, 1.25]), "
+                                                              "sides rounded to multiples of 32")
+    progressive: list[ResizeStage] = Field(default_factory=list,
+                                           description="progressive resizing: [{epochs: 2, size: 128}, ...] "
+                                                       "first, then data.input_size")
+
+    @field_validator("multi_scale")
+    @classmethod
+    def _scales(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or min(value) <= 0):
+            raise ValueError(f"scales {value}: give positive factors, e.g. [0.75, 1.0, 1.25]")
+        return value
 
 
 class Config(_Section):
@@ -278,6 +325,8 @@ def build_config(tree: dict[str, Any], source: str = "config", check_paths: bool
     except ValidationError as exc:
         raise ConfigError(f"{source}: {condense(exc)}") from None
     cfg.data.root = [p.expanduser().resolve() for p in cfg.data.root]
+    if cfg.data.cache_dir is not None:
+        cfg.data.cache_dir = cfg.data.cache_dir.expanduser().resolve()
     if cfg.data.split.file is not None:
         cfg.data.split.file = cfg.data.split.file.expanduser().resolve()
     if cfg.out_dir is not None:

@@ -141,10 +141,12 @@ def build_segmentation(cfg: Config) -> DataBundle:
     parts = segmentation_split(cfg)
     size = tuple(cfg.data.input_size)
     train_tf = build_transforms(cfg.data.augment, size, train=True) if cfg.data.augment else None
-    train = SegmentationDataset(parts["train"], size=size, transforms=train_tf, in_channels=cfg.data.in_channels,
-                                cache=cfg.data.cache)
+    common = {"size": size, "in_channels": cfg.data.in_channels, "cache": cfg.data.cache,
+              "cache_dir": cfg.data.cache_dir}
+    train = SegmentationDataset(parts["train"], transforms=train_tf, **common)
+    train.prepare(description="caching training images")
     val = None
     if parts.get("val"):
-        val = SegmentationDataset(parts["val"], size=size, transforms=None, in_channels=cfg.data.in_channels,
-                                  cache=cfg.data.cache)
+        val = SegmentationDataset(parts["val"], transforms=None, **common)
+        val.prepare(description="caching validation images")
     return DataBundle(train=train, val=val, target_key="mask", split=parts)

@@ -19,12 +19,17 @@ from medattn.training.config import OptimConfig, ScheduleConfig
 
 
 def build_optimizer(params: Iterable[Any], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with the config's learning rate, weight decay, betas / momentum."""
+    """Adam, AdamW or SGD with the config's learning rate, weight decay, betas / momentum.
+
+    ``cfg.fused`` selects the fused Adam/AdamW kernel (all parameters in one call instead of a
+    Python loop over them; same update to float rounding).
+    """
     params = [p for p in params if getattr(p, "requires_grad", True)]
+    fused = {"fused": True} if cfg.fused else {}
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **fused)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay)
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from medattn.errors import ConfigError, MedattnIOError
 from medattn.training import distributed as D
+from medattn.training.batch import resize_batch, scaled_size, stage_size
 from medattn.training.checkpoint import (
     STATE_FILE,
     load_state,
@@ -45,6 +46,7 @@ from medattn.training.checkpoint import (
 )
 from medattn.training.config import Config, save_config
 from medattn.training.data import DataBundle, get_dataset_builder
+from medattn.training.ema import ModelEMA
 from medattn.training.optim import build_optimizer, build_scheduler
 from medattn.utils.fileio import atomic_path, atomic_write_text
 
@@ -84,6 +86,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def use_channels_last(model: nn.Module, setting: bool | str) -> bool:
+    """Whether ``train.channels_last`` (``True``, ``False`` or ``"auto"``) applies to ``model``.
+
+    ``auto`` skips models with ``GroupNorm``: measured on CPU (benchmarks/train_speed.py), its
+    backward in channels-last format made an HLF-Net step twice as slow, more than the
+    convolutions gain.
+    """
+    if setting == "auto":
+        return not any(isinstance(m, nn.GroupNorm) for m in model.modules())
+    return bool(setting)
 
 
 # --------------------------------------------------------------------------- validation metrics
@@ -191,6 +205,8 @@ class Trainer:
         self.progress = progress
         #: per-sample validation scores of the data bundle (None: the task's defaults); set by fit()
         self.bundle_scores: Any = None
+        #: whether the model and batches are channels-last (train.channels_last resolved); set by fit()
+        self.channels_last = False
 
     # ---- hooks
     def build_model(self) -> tuple[nn.Module, dict[str, Any], str]:
@@ -257,6 +273,31 @@ class Trainer:
                           generator=generator, drop_last=train and self.cfg.train.drop_last,
                           pin_memory=self.dist.device.startswith("cuda"))
 
+    def _batch(self, batch: dict[str, Any], target_key: str, size: tuple[int, int],
+               soft_target: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and target of one training batch on the device, at this step's size and memory format.
+
+        ``size`` is the epoch's (progressive resizing); ``train.multi_scale`` rescales it by a factor
+        drawn (Python ``random``, reseeded every epoch) for this step.
+        """
+        tc = self.cfg.train
+        x = batch["image"].to(self.dist.device, non_blocking=True)
+        y = batch[target_key].to(self.dist.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if tc.multi_scale:
+            size = scaled_size(size, random.choice(tc.multi_scale))
+        return resize_batch(x, y, size, soft_target=soft_target)
+
+    @staticmethod
+    def _check_loss(loss_sum: torch.Tensor, epoch: int, first: int, step: int) -> float:
+        """Mean training loss so far; an error naming the steps if a loss since the last check was not finite."""
+        total, count = loss_sum.tolist()
+        if not math.isfinite(total):
+            raise ConfigError(f"epoch {epoch + 1}, steps {first + 1}-{step + 1}: the loss is {total}; "
+                              "lower optim.lr or use precision fp32")
+        return total / count
+
     def _seed_epoch(self, epoch: int, dataset: Any, sampler: Any) -> None:
         s = _epoch_seed(self.cfg.train.seed, epoch, self.dist.rank)
         seed_everything(s)
@@ -312,6 +353,10 @@ class Trainer:
             load_weights_into(model, cfg.model.init, cfg.model.name)
         n_params = sum(p.numel() for p in model.parameters())
         model.to(dist.device)
+        self.channels_last = use_channels_last(model, tc.channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        ema = ModelEMA(model, tc.ema) if tc.ema is not None else None
         self.loss_fn = self.build_loss()
         train_loader = self._loader(bundle.train, tc.batch_size // dist.world_size, train=True)
         val_batch = bundle.val_batch_size or tc.batch_size // dist.world_size
@@ -336,11 +381,17 @@ class Trainer:
             start, best, best_epoch, bad = state["epoch"], state["best"], state["best_epoch"], state["bad_epochs"]
             history, started = list(state["history"]), state["started"]
             set_rng_state(state["rng"])
+            if ema is not None:
+                if "ema" in state:
+                    ema.load_state_dict(state["ema"])
+                else:  # EMA switched on when resuming: start the average from the current weights
+                    ema = ModelEMA(model, tc.ema)
         if dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [dist.local_rank] if dist.device.startswith("cuda") else None
             model = DistributedDataParallel(model, device_ids=ids)
+        forward = torch.compile(model) if tc.compile else model
         if dist.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
             if bundle.split and not self.resume:
@@ -378,24 +429,26 @@ class Trainer:
                    TextColumn("ETA"), TimeRemainingColumn())
         bar = Progress(*columns, console=Console(stderr=True), disable=not (self.progress and dist.is_main))
         ran = 0
+        soft_target = self.task == "segmentation" and cfg.model.num_classes == 1
+        # validation and checkpoints use the weight average when there is one
+        evaluated = ema.module if ema is not None else model
         with bar:
             task = bar.add_task("train", total=(tc.epochs - start) * steps, loss="-", metric="")
             for epoch in range(start, tc.epochs):
                 t0 = time.perf_counter()
                 self._seed_epoch(epoch, bundle.train, train_loader.sampler)
                 model.train()
-                loss_sum = torch.zeros(2, dtype=torch.float64)
+                size = stage_size(tc.progressive, epoch, cfg.data.input_size)
+                # summed on the device and read back every log_interval steps: no host sync per step
+                loss_sum = torch.zeros(2, dtype=torch.float64, device=dist.device)
+                checked = 0
                 for step, batch in enumerate(train_loader):
                     if step >= steps:
                         break
-                    x = batch["image"].to(dist.device, non_blocking=True)
-                    y = batch[bundle.target_key].to(dist.device, non_blocking=True)
+                    x, y = self._batch(batch, bundle.target_key, size, soft_target)
                     with self._autocast():
-                        out = model(x)
+                        out = forward(x)
                     loss = self.compute_loss(model, out, y)
-                    if not torch.isfinite(loss):
-                        raise ConfigError(f"epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}; "
-                                          "lower optim.lr or use precision fp32")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if tc.grad_clip is not None:
@@ -403,15 +456,22 @@ class Trainer:
                     optimizer.step()
                     if schedule.interval == "step":
                         schedule.step()
-                    loss_sum += torch.tensor([loss.item() * x.shape[0], x.shape[0]], dtype=torch.float64)
-                    bar.update(task, advance=1, description=f"epoch {epoch + 1}/{tc.epochs}",
-                               loss=f"{loss_sum[0] / loss_sum[1]:.4f}")
+                    if ema is not None:
+                        ema.update(unwrap(model))
+                    loss_sum[0] += loss.detach().double() * x.shape[0]
+                    loss_sum[1] += x.shape[0]
+                    if (step + 1) % tc.log_interval == 0 or step + 1 == steps:
+                        mean = self._check_loss(loss_sum, epoch, checked, step)
+                        checked = step + 1
+                        bar.update(task, description=f"epoch {epoch + 1}/{tc.epochs}", loss=f"{mean:.4f}")
+                    bar.update(task, advance=1)
+                loss_sum = loss_sum.cpu()
                 D.all_reduce_sum(loss_sum, dist)
                 row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                                        "train_loss": float(loss_sum[0] / loss_sum[1])}
                 validated = val_loader is not None and ((epoch + 1) % tc.val_interval == 0 or epoch + 1 == tc.epochs)
                 if validated:
-                    row.update(self.validate(model, val_loader, bundle.target_key))
+                    row.update(self.validate(evaluated, val_loader, bundle.target_key))
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 if schedule.interval == "epoch":
                     schedule.step(row.get(monitor))
@@ -430,14 +490,15 @@ class Trainer:
                 metrics = {k: v for k, v in row.items() if k != "epoch"}
                 if dist.is_main:
                     if improved:
-                        save_checkpoint(self.run_dir, "best", model, **card_kwargs(epoch + 1, metrics))
+                        save_checkpoint(self.run_dir, "best", evaluated, **card_kwargs(epoch + 1, metrics))
                     if (epoch + 1) % tc.checkpoint_interval == 0 or final:
-                        save_checkpoint(self.run_dir, "last", model, **card_kwargs(epoch + 1, metrics))
+                        save_checkpoint(self.run_dir, "last", evaluated, **card_kwargs(epoch + 1, metrics))
                         save_state(self.run_dir / STATE_FILE, {
                             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": schedule.state_dict(), "epoch": epoch + 1, "best": best,
                             "best_epoch": best_epoch, "bad_epochs": bad, "history": history,
                             "started": started, "monitor": monitor, "rng": rng_state(),
+                            **({"ema": ema.state_dict()} if ema is not None else {}),
                         })
                     write_history(self.run_dir, history)
                 shown = f"{monitor} {value:.4f}" if value is not None else ""
@@ -462,6 +523,8 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         for batch in loader:
             x = batch["image"].to(self.dist.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             y = batch[target_key].to(self.dist.device)
             with self._autocast():
                 out = model(x)
