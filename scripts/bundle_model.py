@@ -391,7 +391,8 @@ def colorizer_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]
     }
 
 
-def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpoint: str) -> dict[str, Any]:
+def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpoint: str,
+                 row_label: str | None = None) -> dict[str, Any]:
     """The held-out metrics of ``weights`` from a ``benchmarks/ldct_eval.py`` results JSON.
 
     The row is the one whose recorded weights have the SHA-256 of ``weights``; none (for example
@@ -408,6 +409,12 @@ def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpo
                "evaluation" if same_path else
                f"no row was evaluated on these weights; run `python benchmarks/ldct_eval.py --run LABEL={weights} ...`")
         raise SystemExit(f"error: {results}: no held-out results for {weights} (sha256 {digest[:16]}...): {why}")
+    if row_label is not None:
+        if row_label not in labels:
+            raise SystemExit(f"error: {results}: row {row_label!r} is not one of the rows of these weights {labels}")
+        labels = [row_label]
+    elif len(labels) > 1:
+        raise SystemExit(f"error: {results}: rows {labels} all evaluated these weights; choose one with --row")
     label = labels[0]
     real = res["dose"] == "real"
     if not real:
@@ -476,7 +483,7 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     o = ldct_options(cfg["data"]["options"])
     seconds, epochs = history_totals(run)
-    metrics = ldct_metrics(run / f"{args.checkpoint}.safetensors", args.results, run_card, args.checkpoint)
+    metrics = ldct_metrics(run / f"{args.checkpoint}.safetensors", args.results, run_card, args.checkpoint, args.row)
     command = train_command(run)
     out = command_out(command)
     if out is not None and out.resolve() != run.resolve():
@@ -540,7 +547,7 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
            if metrics["keep_noise"] else {}),
         "command": command,
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
-                        f"--results {args.results}",
+                        f"--results {args.results}" + (f" --row {shlex.quote(args.row)}" if args.row else ""),
     }
 
 
@@ -555,6 +562,7 @@ def main() -> None:
     ap.add_argument("--command", default=None,
                     help="enhancement runs: the benchmark command that trained the run (default: the one its "
                          "results recorded)")
+    ap.add_argument("--row", default=None, help="denoisers: the results row to take when several evaluated the weights")
     ap.add_argument("--results", type=Path, default=LDCT_RESULTS,
                     help="denoisers: the benchmarks/ldct_eval.py results holding this run's weights")
     args = ap.parse_args()
