@@ -549,7 +549,31 @@ def _resize_to(x: torch.Tensor, size: tuple[int, int], key: Hashable) -> torch.T
     return torch.nn.functional.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
-class RandCenterCropResized(RandomizableTransform, MapTransform):
+class _RandPerKeyd(RandomizableTransform, MapTransform):
+    """Shared loop of the transforms below: draw once per sample (``randomize``), then
+    :meth:`apply` to every present key's float tensor."""
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable, prob: float) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys=True)
+        RandomizableTransform.__init__(self, prob)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+
+    def apply(self, x: torch.Tensor, key: Hashable) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.apply(_as_tensor(d[key]).float(), key)
+        return d
+
+
+class RandCenterCropResized(_RandPerKeyd):
     """Centre crop of a random fraction ``scale`` of each side, resized back to the input size.
 
     The crop is centred on the image (EFEN's "center crop"); the fraction is drawn uniformly
@@ -557,8 +581,7 @@ class RandCenterCropResized(RandomizableTransform, MapTransform):
     """
 
     def __init__(self, keys: Sequence[Hashable], scale: tuple[float, float] = (0.7, 0.95), prob: float = 0.3) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ConfigError(f"center_crop: scale {list(scale)} must satisfy 0 < low <= high <= 1")
         self.scale = scale
@@ -569,48 +592,29 @@ class RandCenterCropResized(RandomizableTransform, MapTransform):
         if self._do_transform:
             self._f = float(self.R.uniform(*self.scale))
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            x = _as_tensor(d[key]).float()
-            h, w = x.shape[-2:]
-            ch, cw = max(1, round(h * self._f)), max(1, round(w * self._f))
-            top, left = (h - ch) // 2, (w - cw) // 2
-            d[key] = _resize_to(x[:, top: top + ch, left: left + cw], (h, w), key)
-        return d
+    def apply(self, x: torch.Tensor, key: Hashable) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ch, cw = max(1, round(h * self._f)), max(1, round(w * self._f))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return _resize_to(x[:, top: top + ch, left: left + cw], (h, w), key)
 
 
-class RandTransposed(RandomizableTransform, MapTransform):
+class RandTransposed(_RandPerKeyd):
     """Swap the two spatial axes (reflection about the main diagonal); non-square inputs are
     resized back to their ``(H, W)`` so batches keep one shape."""
 
     def __init__(self, keys: Sequence[Hashable], prob: float = 0.5) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            x = _as_tensor(d[key]).float()
-            d[key] = _resize_to(x.transpose(-1, -2).contiguous(), tuple(x.shape[-2:]), key)
-        return d
+    def apply(self, x: torch.Tensor, key: Hashable) -> torch.Tensor:
+        return _resize_to(x.transpose(-1, -2).contiguous(), tuple(x.shape[-2:]), key)
 
 
-class RandChannelShuffled(RandomizableTransform, MapTransform):
+class RandChannelShuffled(_RandPerKeyd):
     """Random permutation of the colour channels (image only; one-channel images are left alone)."""
 
     def __init__(self, keys: Sequence[Hashable] | Hashable = "image", prob: float = 0.1) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
         self._perm: list[int] = [0, 1, 2]
 
     def randomize(self, data: Any = None) -> None:
@@ -618,38 +622,20 @@ class RandChannelShuffled(RandomizableTransform, MapTransform):
         if self._do_transform:
             self._perm = [int(i) for i in self.R.permutation(3)]
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            x = _as_tensor(d[key]).float()
-            if x.shape[0] == 3:
-                d[key] = x[self._perm]
-        return d
+    def apply(self, x: torch.Tensor, key: Hashable) -> torch.Tensor:
+        return x[self._perm] if x.shape[0] == 3 else x
 
 
-class RandGrayscaled(RandomizableTransform, MapTransform):
+class RandGrayscaled(_RandPerKeyd):
     """RGB to its ITU-R 601 luma, repeated on the three channels (image only)."""
 
     def __init__(self, keys: Sequence[Hashable] | Hashable = "image", prob: float = 0.1) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob)
 
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            x = _as_tensor(d[key]).float()
-            if x.shape[0] == 3:
-                d[key] = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1).clone()
-        return d
+    def apply(self, x: torch.Tensor, key: Hashable) -> torch.Tensor:
+        if x.shape[0] != 3:
+            return x
+        return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).expand(3, -1, -1).clone()
 
 
 def _center_crop(p: dict, keys: Sequence[str], size: tuple[int, int]) -> list:
