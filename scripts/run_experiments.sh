@@ -26,10 +26,8 @@ if [ $# -gt 0 ]; then
     exec bash "scripts/tables/$1.sh" "${@:2}"
 fi
 
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-MEDATTN=".venv/bin/medattn"
-PY=".venv/bin/python"
-NICE="nice -n 5"
+# shared with the table scripts: log, step NAME CMD..., train NAME CONFIG ARGS... (restartable)
+source scripts/tables/_common.sh
 # the fast engine path (docs/training.md#speed-cpu); runs started before issue 14 used the first three
 FAST=(--set train.precision=bf16 --set train.deterministic=false --set data.cache=true
       --set train.channels_last=auto --set optim.fused=true)
@@ -45,8 +43,6 @@ PH2=(--set 'data.input_size=[96,128]' --set train.epochs=15 --set optim.lr=5.0e-
      --set schedule.name=cosine --set schedule.warmup_epochs=1)
 LFE_PRETRAINED="runs/pretrain-hlf-lfe/encoder.safetensors"
 
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
-
 selected() {
     [ -z "${ONLY:-}" ] && return 0
     local pat
@@ -57,34 +53,11 @@ selected() {
     return 1
 }
 
-# step NAME CMD...: run CMD once (skipped when runs/NAME.done exists), output to runs/NAME.log
-step() {
-    local name=$1; shift
-    selected "$name" || return 0
-    if [ -e "runs/$name.done" ]; then log "skip $name (done)"; return 0; fi
+# run only the ONLY runs, and never beside a BSANet polyp training (no two trainings share the CPU)
+before_step() {
+    selected "$1" || return 1
     while pgrep -f "medattn train .*runs/bsanet-polyp" > /dev/null; do sleep 30; done
-    log "start $name: $*"
-    local t0=$SECONDS
-    if $NICE "$@" >> "runs/$name.log" 2>&1; then
-        date -u +%FT%TZ > "runs/$name.done"
-        log "done $name in $((SECONDS - t0)) s"
-    else
-        log "FAILED $name, see runs/$name.log"
-        return 1
-    fi
 }
-
-# train NAME CONFIG ARGS...: `medattn train`, resuming an interrupted run folder
-train() {
-    local name=$1 config=$2; shift 2
-    if [ -e "runs/$name/state.pt" ] && [ ! -e "runs/$name.done" ]; then
-        step "$name" $MEDATTN train --resume "runs/$name" --no-progress
-    else
-        step "$name" $MEDATTN train "$config" --out "runs/$name" --no-progress "$@"
-    fi
-}
-
-mkdir -p runs
 
 # 1. polyps: BSANet (ImageNet MobileNetV2 encoder) and the U-Net (no pretraining), same budget,
 #    then the evaluation on Kvasir-100 and ClinicDB-62. bf16 falls back to fp32 if it diverges.

@@ -16,8 +16,11 @@ mkdir -p "$RESULTS"
 NICE="nice -n 5"
 mkdir -p runs
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+# a caller may define before_step NAME: return non-zero to skip the step (run_experiments.sh's ONLY
+# filter), or wait inside it (for another training to finish)
 step() {
     local name=$1; shift
+    if declare -F before_step > /dev/null && ! before_step "$name"; then return 0; fi
     if [ -e "runs/$name.done" ]; then log "skip $name (done)"; return 0; fi
     log "start $name: $*"
     local t0=$SECONDS

@@ -471,7 +471,7 @@ def denoise_paths(model: str, inputs: Iterable[str | os.PathLike[str]], out: str
     if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0 or not all(np.isfinite(spacing))):
         raise ConfigError(f"--spacing must be a positive pixel size in mm, got {spacing}")
     fn, description = load_denoiser(model, keep_noise)
-    plan_jobs(inputs, out, force=force, window=window, description=description, spacing=spacing)  # check first
+    inputs = list(inputs)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".medattn-denoise-", dir=out))
