@@ -8,6 +8,7 @@ de-identified slices in the order of the mask's first axis.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from fastapi import HTTPException
@@ -15,6 +16,7 @@ from fastapi import HTTPException
 from medattn import __version__
 from medattn.app.db import Case
 from medattn.app.storage import CaseStore
+from medattn.errors import MedattnError
 
 
 def _mask(case: Case, store: CaseStore) -> np.ndarray:
@@ -24,8 +26,27 @@ def _mask(case: Case, store: CaseStore) -> np.ndarray:
     return np.load(store.path(case.id, "mask_volume.npy"), allow_pickle=False)
 
 
+class ExportError(MedattnError):
+    """An export could not be built; the message names the case file and the reason (HTTP 422)."""
+
+
 def export_mask(case: Case, store: CaseStore, fmt: str) -> tuple[bytes, str, str]:
-    """(bytes, media type, file name) of the case mask in format ``fmt``."""
+    """(bytes, media type, file name) of the case mask in format ``fmt``.
+
+    Refusals that are the request's fault raise :class:`HTTPException` (404/409); anything else that goes
+    wrong while building the export raises :class:`ExportError` naming the file and the reason.
+    """
+    try:
+        return _export(case, store, fmt)
+    except (HTTPException, ExportError):
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ExportError(f"{fmt} export of case {case.id[:8]} ({case.input_name or 'input'}) failed: "
+                          f"{type(exc).__name__}: {reason}") from exc
+
+
+def _export(case: Case, store: CaseStore, fmt: str) -> tuple[bytes, str, str]:
     stem = f"medattn-{case.id[:8]}-mask"
     if fmt == "png":
         f = next((f for f in case.files if f.kind == "mask"), None)
@@ -61,16 +82,38 @@ def _nifti(case: Case, mask: np.ndarray) -> bytes:
         return path.read_bytes()
 
 
+def _with_uids(ds: Any, case_id: str, name: str) -> Any:
+    """Fill the UIDs a DICOM-SEG must reference when the (de-identified) source has them empty.
+
+    Generated from the case id (study, series) and the slice file name (instance), so the slices of one
+    series agree and a repeated export references the same UIDs.
+    """
+    from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage, generate_uid
+
+    if not str(ds.get("SOPClassUID", "") or ""):
+        ds.SOPClassUID = CTImageStorage if ds.get("Modality") == "CT" else SecondaryCaptureImageStorage
+    for kw, entropy in (("StudyInstanceUID", [case_id, "study"]), ("SeriesInstanceUID", [case_id, "series"]),
+                        ("SOPInstanceUID", [case_id, name])):
+        if not str(ds.get(kw, "") or ""):
+            setattr(ds, kw, generate_uid(entropy_srcs=entropy))
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
 def _dicom_seg(case: Case, store: CaseStore, mask: np.ndarray) -> bytes:
     import highdicom as hd
     import pydicom
     from pydicom.sr.codedict import codes
 
     files = case.meta.get("slice_files") or [f.name for f in case.files if f.kind == "input"]
-    sources = [pydicom.dcmread(store.path(case.id, n)) for n in files]
+    sources = [_with_uids(pydicom.dcmread(store.path(case.id, n)), case.id, n) for n in files]
     vol = mask if mask.ndim == 3 else mask[None]
     if len(sources) != vol.shape[0]:
-        raise HTTPException(500, "mask and source slices disagree")
+        raise ExportError(f"dicom-seg export of case {case.id[:8]}: the mask has {vol.shape[0]} slices "
+                          f"but the input {len(sources)}")
     algo = hd.AlgorithmIdentificationSequence(
         name=case.model_name or "medattn", version=case.model_version or __version__,
         family=codes.cid7162.ArtificialIntelligence,

@@ -174,7 +174,7 @@ def run_case(db: Database, store: CaseStore, case_id: str, progress: Progress) -
         pipeline, model = case.pipeline, case.model_name
         inputs = [store.path(case.id, f.name) for f in case.files if f.kind == "input"]
         input_format = case.input_format
-    with tempfile.TemporaryDirectory(prefix="medattn-case-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="medattn-case-", dir=store.scratch_dir()) as tmp:
         result = processing.process(pipeline, model, inputs, input_format, Path(tmp), progress,
                                     user_models=USER_MODELS)
         # Files first (atomic), then the database row in one transaction.

@@ -1,11 +1,17 @@
-"""Accounts, password hashing (Argon2id), personal API tokens, CSRF tokens."""
+"""Accounts, password hashing (Argon2id), personal API tokens, server-side sessions, CSRF tokens,
+sign-in throttling."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import math
 import re
 import secrets
+import threading
+import time
+from collections import deque
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -13,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medattn.app.db import ApiToken, User, utcnow
+from medattn.app.db import ApiToken, User, WebSession, utcnow
 from medattn.errors import MedattnError
 
 _hasher = PasswordHasher()
@@ -102,6 +108,87 @@ def record_token_use(db: Any, token_id: int) -> None:
         tok = s.get(ApiToken, token_id)
         if tok is not None:
             tok.last_used_at = utcnow()
+
+
+# ---------------------------------------------------------------- server-side sessions
+
+
+def start_session(session: Session, user: User, max_age_s: int) -> str:
+    """Record a new sign-in; returns the random id to put in the (signed) cookie. Expired rows are purged."""
+    from sqlalchemy import delete
+
+    now = utcnow()
+    session.execute(delete(WebSession).where(WebSession.expires_at < now))
+    plain = secrets.token_urlsafe(32)
+    session.add(WebSession(user_id=user.id, token_hash=_token_digest(plain), created_at=now,
+                           expires_at=now + dt.timedelta(seconds=max_age_s)))
+    session.flush()
+    return plain
+
+
+def session_user(session: Session, plain: str | None) -> User | None:
+    """The user of a live (not signed out, not expired) session id, else ``None``."""
+    if not plain:
+        return None
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == _token_digest(plain)))
+    if row is None or row.expires_at < utcnow():
+        return None
+    return row.user
+
+
+def end_session(session: Session, plain: str | None) -> None:
+    """Sign out: the session id stops working everywhere, whoever holds a copy of the cookie."""
+    from sqlalchemy import delete
+
+    if plain:
+        session.execute(delete(WebSession).where(WebSession.token_hash == _token_digest(plain)))
+
+
+# ---------------------------------------------------------------- sign-in throttling
+
+
+class LoginThrottle:
+    """Failed sign-ins per account and per client address in a sliding window (in memory, per process).
+
+    After ``per_account`` failures for one user name, or ``per_address`` from one address, within
+    ``window_s`` seconds, further attempts are refused (HTTP 429) until the oldest failure leaves the
+    window, whether the password is right or not; :meth:`retry_after` says how long. A successful
+    sign-in clears the account's failures.
+    """
+
+    def __init__(self, per_account: int = 5, per_address: int = 20, window_s: float = 900.0,
+                 clock: Any = time.monotonic) -> None:
+        self.per_account, self.per_address, self.window_s = per_account, per_address, window_s
+        self._clock = clock
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        q = self._fails.get(key)
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        if not q:
+            self._fails.pop(key, None)
+            return 0.0
+        return q[0] + self.window_s - now if len(q) >= limit else 0.0
+
+    def retry_after(self, username: str, address: str) -> int:
+        """Seconds until ``username`` may try again from ``address`` (0: now)."""
+        now = self._clock()
+        with self._lock:
+            wait = max(self._wait("u:" + username.lower(), self.per_account, now),
+                       self._wait("a:" + address, self.per_address, now))
+        return math.ceil(wait)
+
+    def failed(self, username: str, address: str) -> None:
+        now = self._clock()
+        with self._lock:
+            for key in ("u:" + username.lower(), "a:" + address):
+                self._fails.setdefault(key, deque()).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._fails.pop("u:" + username.lower(), None)
 
 
 def new_csrf_token() -> str:

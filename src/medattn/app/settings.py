@@ -1,7 +1,7 @@
 """Application settings: one pydantic object, every default visible here.
 
 Environment variables ``MEDATTN_DB_URL``, ``MEDATTN_DATA_DIR``,
-``MEDATTN_MAX_UPLOAD_MB``, ``MEDATTN_MAX_PIXELS``, ``MEDATTN_QUEUE_SIZE`` and
+``MEDATTN_MAX_UPLOAD_MB``, ``MEDATTN_MAX_REQUEST_MB``, ``MEDATTN_MAX_PIXELS``, ``MEDATTN_QUEUE_SIZE`` and
 ``MEDATTN_WORKERS`` override the defaults; command-line options of
 ``medattn serve`` override those.
 """
@@ -33,10 +33,15 @@ class AppSettings(BaseModel):
     data_dir: Path = Field(default_factory=default_data_dir, description="case files, SQLite database, secret key")
     db_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/medattn.db")
     max_upload_mb: float = Field(200.0, gt=0, description="largest accepted upload (one file), in MB")
+    max_request_mb: float = Field(400.0, gt=0, description="largest request body (all files together), in MB; "
+                                  "checked on Content-Length before anything is read")
     max_pixels: int = Field(100_000_000, gt=0, description="largest accepted image, in pixels (decompression bombs)")
     queue_size: int = Field(32, ge=1, description="jobs waiting at most; further uploads get HTTP 503")
     workers: int = Field(1, ge=1, description="inference worker threads")
     session_max_age: int = Field(8 * 3600, description="seconds a sign-in lasts")
+    login_max_failures: int = Field(5, ge=1, description="failed sign-ins per account before HTTP 429")
+    login_max_failures_address: int = Field(20, ge=1, description="failed sign-ins per client address before 429")
+    login_window_s: float = Field(900.0, gt=0, description="seconds a failed sign-in counts for throttling")
     secure_cookies: bool = Field(False, description="set the Secure flag (behind HTTPS)")
 
     @classmethod
@@ -44,6 +49,7 @@ class AppSettings(BaseModel):
         env = {
             "db_url": os.environ.get("MEDATTN_DB_URL"),
             "max_upload_mb": os.environ.get("MEDATTN_MAX_UPLOAD_MB"),
+            "max_request_mb": os.environ.get("MEDATTN_MAX_REQUEST_MB"),
             "max_pixels": os.environ.get("MEDATTN_MAX_PIXELS"),
             "queue_size": os.environ.get("MEDATTN_QUEUE_SIZE"),
             "workers": os.environ.get("MEDATTN_WORKERS"),
@@ -65,8 +71,14 @@ class AppSettings(BaseModel):
         """Checkpoints (``*.safetensors`` + ``.json`` card) dropped here appear in the pipelines."""
         return self.data_dir / "models"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Job scratch folders (``medattn-case-*``); emptied at every start (a killed job leaves its own)."""
+        return self.data_dir / "tmp"
+
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.cases_dir.mkdir(parents=True, exist_ok=True)
         self.models_dir.mkdir(parents=True, exist_ok=True)
 

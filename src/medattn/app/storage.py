@@ -28,9 +28,29 @@ def safe_name(name: str, default: str = "file") -> str:
 
 
 class CaseStore:
-    def __init__(self, root: Path) -> None:
+    """Case folders under ``root``; job scratch folders under ``tmp_root`` (default ``root/../tmp``)."""
+
+    def __init__(self, root: Path, tmp_root: Path | None = None) -> None:
         self.root = root
+        self.tmp_root = tmp_root or root.parent / "tmp"
         root.mkdir(parents=True, exist_ok=True)
+
+    def scratch_dir(self) -> Path:
+        """Where a job makes its temporary folder (``tempfile.TemporaryDirectory(dir=...)``)."""
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        return self.tmp_root
+
+    def sweep_scratch(self) -> int:
+        """Remove the scratch folders a killed server left behind (call at start); returns how many."""
+        if not self.tmp_root.is_dir():
+            return 0
+        stale = [p for p in self.tmp_root.iterdir() if p.name.startswith("medattn-")]
+        for p in stale:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return len(stale)
 
     def case_dir(self, case_id: str) -> Path:
         d = self.root / case_id

@@ -19,6 +19,8 @@ from pathlib import Path
 from medattn.errors import MedattnError, MedattnIOError
 
 MAX_ZIP_MEMBERS = 2000
+#: longest stored file stem: a client's file name is never used on disk as it is (255-byte limits)
+MAX_STEM = 100
 
 
 class UploadError(MedattnError):
@@ -69,7 +71,24 @@ def _is_nifti(head: bytes) -> bool:
 
 
 def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, deid_key: bytes) -> CheckedUpload:
-    """Validate one uploaded file and return what may be stored."""
+    """Validate one uploaded file and return what may be stored.
+
+    Every failure, expected or not, becomes an :class:`UploadError` that names the file.
+    """
+    try:
+        return _check(name, data, max_bytes, max_pixels, deid_key)
+    except UploadError:
+        raise
+    except Exception as exc:  # a decoder or de-identification bug must not become an HTTP 500
+        raise UploadError(f"{name}: cannot be processed ({type(exc).__name__}: {_short(exc)})") from exc
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check(name: str, data: bytes, max_bytes: int, max_pixels: int, deid_key: bytes) -> CheckedUpload:
     if not data:
         raise UploadError(f"{name}: file is empty")
     if len(data) > max_bytes:
@@ -93,8 +112,8 @@ def _stem(name: str) -> str:
     base = Path(name.replace("\\", "/")).name
     for suf in (".nii.gz", ".dcm", ".zip"):
         if base.lower().endswith(suf):
-            return base[: -len(suf)] or "input"
-    return Path(base).stem or "input"
+            return base[: -len(suf)][:MAX_STEM] or "input"
+    return Path(base).stem[:MAX_STEM] or "input"
 
 
 def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> None:
@@ -102,7 +121,7 @@ def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> None:
     from medattn.io import read_image
 
     with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / stored
+        p = Path(tmp) / ("probe" + "".join(Path(stored).suffixes[-2:]))  # never the client's name on disk
         p.write_bytes(data)
         try:
             read_image(p, max_pixels=max_pixels)
@@ -126,9 +145,12 @@ def _deid_dicom(name: str, data: bytes, max_pixels: int, key: bytes) -> bytes:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if rows * cols * frames > max_pixels:
         raise UploadError(f"{name}: {rows}x{cols}x{frames} pixels exceed the limit of {max_pixels}")
-    deidentify(ds, key)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    try:
+        deidentify(ds, key)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+    except Exception as exc:  # e.g. empty UIDs the writer refuses
+        raise UploadError(f"{name}: DICOM cannot be de-identified ({_short(exc)})") from exc
     out = buf.getvalue()
     _probe(name, "probe.dcm", out, max_pixels)
     return out

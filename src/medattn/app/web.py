@@ -26,14 +26,19 @@ from starlette.middleware.sessions import SessionMiddleware
 from medattn import __version__
 from medattn.app import pipelines
 from medattn.app.db import ApiToken, Case, Database, User
+from medattn.app.guards import BodyGuard
 from medattn.app.jobs import JobQueue, QueueFull
 from medattn.app.security import (
+    LoginThrottle,
     authenticate,
     create_token,
     csrf_matches,
+    end_session,
     is_disabled,
     new_csrf_token,
     record_token_use,
+    session_user,
+    start_session,
     token_for,
     token_use_is_stale,
 )
@@ -44,6 +49,8 @@ from medattn.app.uploads import UploadError, check_upload
 log = logging.getLogger("medattn.app")
 HERE = Path(__file__).parent
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: seconds a client is told to wait when the job queue is full
+QUEUE_RETRY_AFTER_S = 30
 
 
 class AppState:
@@ -51,8 +58,13 @@ class AppState:
         settings.ensure_dirs()
         self.settings = settings
         self.db = Database(settings.database_url)
-        self.store = CaseStore(settings.cases_dir)
+        self.store = CaseStore(settings.cases_dir, settings.tmp_dir)
+        swept = self.store.sweep_scratch()  # scratch folders of jobs a killed server left behind
+        if swept:
+            log.info("removed %d stale temporary folder(s) from %s", swept, settings.tmp_dir)
         self.key = settings.secret_key()
+        self.throttle = LoginThrottle(settings.login_max_failures, settings.login_max_failures_address,
+                                      settings.login_window_s)
         pipelines.scan_user_models(settings.models_dir)
         self.jobs = JobQueue(self.db, self._run_case, maxsize=settings.queue_size, workers=settings.workers)
 
@@ -82,8 +94,7 @@ def _user_from_request(request: Request, s: Session) -> tuple[User | None, bool]
         if token_use_is_stale(tok):
             record_token_use(_state(request).db, tok.id)
         return tok.user, True
-    uid = request.session.get("user_id")
-    user = s.get(User, uid) if uid is not None else None
+    user = session_user(s, request.session.get("sid"))  # server-side: signed-out sessions are gone
     if user is not None and is_disabled(user):  # `medattn users disable` ends open sessions too
         user = None
     return user, False
@@ -177,6 +188,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         state.jobs.stop()
 
     app = FastAPI(
+        docs_url=None, redoc_url=None,  # served below from the package's own assets (work offline)
         title="medattn auxiliary diagnosis",
         version=__version__,
         description="Segment, denoise and enhance medical images; cases, reports and exports. "
@@ -184,9 +196,12 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         lifespan=lifespan,
     )
     app.state.medattn = state
+    app.add_middleware(BodyGuard, max_body=lambda: int(settings.max_request_mb * 1e6),
+                       is_signed_in=lambda scope: _signed_in(state, scope))  # inside the session middleware
     app.add_middleware(SessionMiddleware, secret_key=state.key, session_cookie="medattn_session",
                        max_age=settings.session_max_age, same_site="lax", https_only=settings.secure_cookies)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _add_offline_docs(app)
     templates = Jinja2Templates(directory=HERE / "templates")
 
     @app.exception_handler(_LoginRedirect)
@@ -206,11 +221,13 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
             )
         return response
 
-    def render(request: Request, name: str, user: User | None, **ctx: Any) -> HTMLResponse:
+    def render(request: Request, name: str, user: User | None, status_code: int = 200,
+               headers: dict[str, str] | None = None, **ctx: Any) -> HTMLResponse:
         if "csrf" not in request.session:
             request.session["csrf"] = new_csrf_token()
         return templates.TemplateResponse(
-            request, name, {"user": user, "csrf": request.session["csrf"], "version": __version__, **ctx}
+            request, name, {"user": user, "csrf": request.session["csrf"], "version": __version__, **ctx},
+            status_code=status_code, headers=headers,
         )
 
     # ------------------------------------------------------------------ pages
@@ -224,16 +241,25 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
                     next: Annotated[str, Form()] = "/") -> Response:
         if not csrf_matches(request.session.get("csrf"), csrf_token):
             raise HTTPException(403, "missing or invalid CSRF token")
+        throttle, address = _state(request).throttle, request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(username, address)
+        if wait:
+            return render(request, "login.html", None, status_code=429, headers={"Retry-After": str(wait)},
+                          next=next, error=f"Too many failed sign-ins. Try again in {wait} seconds.")
         user = await run_in_threadpool(authenticate, s, username, password)  # Argon2 is slow on purpose
         if user is None:
+            throttle.failed(username, address)
             return render(request, "login.html", None, next=next, error="Wrong user name or password.")
+        throttle.succeeded(username)
+        sid = await run_in_threadpool(start_session, s, user, settings.session_max_age)
         request.session.clear()
-        request.session["user_id"] = user.id
+        request.session["sid"] = sid
         request.session["csrf"] = new_csrf_token()
         return RedirectResponse(next if next.startswith("/") and not next.startswith("//") else "/", 303)
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request, user: PageUser) -> Response:
+    def logout(request: Request, s: DbSession, user: PageUser) -> Response:
+        end_session(s, request.session.get("sid"))  # the cookie stops working, wherever a copy of it is
         request.session.clear()
         return RedirectResponse("/login", 303)
 
@@ -256,8 +282,9 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         try:
             created = await _create_cases(request, s, user, files, pipeline, model, title)
         except HTTPException as exc:
-            if exc.status_code in (400, 413, 415, 503):
-                return render(request, "new_case.html", user, catalog=pipelines.catalog(), error=exc.detail)
+            if exc.status_code in (400, 413, 415, 503):  # the form again, with the message and the error status
+                return render(request, "new_case.html", user, status_code=exc.status_code, headers=exc.headers,
+                              catalog=pipelines.catalog(), error=exc.detail)
             raise
         target = f"/cases/{created[0].id}" if len(created) == 1 else "/"
         return RedirectResponse(target, 303)
@@ -351,7 +378,11 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         _require_done(case)
         from medattn.app.reports import build_report
 
-        pdf = build_report(case, _state(request).store)
+        try:
+            pdf = build_report(case, _state(request).store)
+        except Exception as exc:  # a report that cannot be built is the case's problem, not a server crash
+            raise HTTPException(422, f"report of case {case.id[:8]} ({case.input_name}) failed: "
+                                     f"{type(exc).__name__}: {exc}"[:500]) from exc
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="medattn-case-{case.id[:8]}.pdf"'})
 
@@ -360,9 +391,12 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         """The mask as ``png``, ``nifti`` or ``dicom-seg`` (DICOM inputs only)."""
         case = _get_case(s, user, case_id)
         _require_done(case)
-        from medattn.app.exports import export_mask
+        from medattn.app.exports import ExportError, export_mask
 
-        data, media_type, filename = export_mask(case, _state(request).store, fmt)
+        try:
+            data, media_type, filename = export_mask(case, _state(request).store, fmt)
+        except ExportError as exc:
+            raise HTTPException(422, str(exc)) from exc
         return Response(data, media_type=media_type,
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -423,17 +457,19 @@ async def _create_cases(request: Request, s: Session, user: User, files: list[Up
         raise HTTPException(400, str(exc)) from None
     if not files:
         raise HTTPException(400, "no file uploaded")
+    await run_in_threadpool(s.commit)  # give the connection back before the slow checks below
     max_bytes = int(settings.max_upload_mb * 1e6)
-    raw = [(up.filename or "upload", await up.read(max_bytes + 1)) for up in files]
-    if state.jobs.pending + len(raw) > settings.queue_size:
-        raise HTTPException(503, "the job queue is full; try again in a moment")
-    # Decoding, de-identification and database writes are blocking work: keep them off the event loop.
-    created = await run_in_threadpool(_check_and_store, state, s, user, raw, pipeline, model_name, title)
-    for case in created:
-        try:
-            state.jobs.submit(case.id)
-        except QueueFull:
-            case.status, case.message = "queued", "waiting: queue was full, requeued at next start"
+    try:
+        with state.jobs.admit(len(files)) as ticket:  # a place for every file, or 503 and nothing stored
+            raw = [(up.filename or "upload", await up.read(max_bytes + 1)) for up in files]
+            # Decoding, de-identification and database writes are blocking work: keep them off the event loop.
+            created = await run_in_threadpool(_check_and_store, state, s, user, raw, pipeline, model_name, title)
+            for case in created:
+                state.jobs.submit(case.id, ticket)
+    except QueueFull:
+        raise HTTPException(503, f"the job queue is full ({settings.queue_size} jobs); nothing was stored, "
+                                 f"try again in {QUEUE_RETRY_AFTER_S} s",
+                            headers={"Retry-After": str(QUEUE_RETRY_AFTER_S)}) from None
     return created
 
 
@@ -449,14 +485,65 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
             status = 413 if "limit" in str(exc) and "MB" in str(exc) else 400
             raise HTTPException(status, str(exc)) from None
     created = []
-    for up in checked:
-        case = Case(owner_id=user.id, title=title or up.name, pipeline=pipeline, model_name=model_name,
-                    model_version=pipelines.model_version(model_name), input_name=up.name, input_format=up.kind,
-                    meta={}, results={})
-        s.add(case)
-        s.flush()
-        for fname, blob in up.files:
-            state.store.add_bytes(s, case, "input", fname, blob)
-        created.append(case)
-    s.commit()  # the case and its files exist before the worker can see the id
+    stored: list[str] = []
+    try:
+        for up in checked:
+            case = Case(owner_id=user.id, title=(title or up.name)[:255], pipeline=pipeline, model_name=model_name,
+                        model_version=pipelines.model_version(model_name), input_name=up.name[:255],
+                        input_format=up.kind, meta={}, results={})
+            s.add(case)
+            s.flush()
+            stored.append(case.id)
+            for fname, blob in up.files:
+                state.store.add_bytes(s, case, "input", fname, blob)
+            created.append(case)
+        s.commit()  # the case and its files exist before the worker can see the id
+    except Exception as exc:  # nothing half-stored: no rows (rolled back), no files
+        s.rollback()
+        for cid in stored:
+            state.store.delete_case(cid)
+        name = checked[len(stored) - 1].name if stored else "upload"
+        log.error("storing an upload failed: %s", type(exc).__name__)
+        raise HTTPException(400, f"{name}: could not be stored ({type(exc).__name__})") from None
     return created
+
+
+async def _signed_in(state: AppState, scope: dict[str, Any]) -> bool:
+    """Whether a request carries a valid session or API token, from its headers only (for BodyGuard)."""
+    request = Request(scope)
+
+    def check() -> bool:
+        with state.db.session() as s:
+            try:
+                user, _ = _user_from_request(request, s)
+            except HTTPException:
+                return False
+            return user is not None
+
+    return await run_in_threadpool(check)
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the assets of the fastapi-offline package: no CDN needed."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{title} - API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{title} - API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
