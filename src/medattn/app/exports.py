@@ -42,8 +42,11 @@ def export_mask(case: Case, store: CaseStore, fmt: str) -> tuple[bytes, str, str
         raise
     except Exception as exc:
         reason = " ".join(str(exc).split())[:300]
-        raise ExportError(f"{fmt} export of case {case.id[:8]} ({case.input_name or 'input'}) failed: "
-                          f"{type(exc).__name__}: {reason}") from exc
+        raise ExportError(f"{_where(case, fmt)} failed: {type(exc).__name__}: {reason}") from exc
+
+
+def _where(case: Case, fmt: str) -> str:
+    return f"{fmt} export of case {case.id[:8]} ({case.input_name or 'input'})"
 
 
 def _export(case: Case, store: CaseStore, fmt: str) -> tuple[bytes, str, str]:
@@ -112,7 +115,7 @@ def _dicom_seg(case: Case, store: CaseStore, mask: np.ndarray) -> bytes:
     sources = [_with_uids(pydicom.dcmread(store.path(case.id, n)), case.id, n) for n in files]
     vol = mask if mask.ndim == 3 else mask[None]
     if len(sources) != vol.shape[0]:
-        raise ExportError(f"dicom-seg export of case {case.id[:8]}: the mask has {vol.shape[0]} slices "
+        raise ExportError(f"{_where(case, 'dicom-seg')}: the mask has {vol.shape[0]} slices "
                           f"but the input {len(sources)}")
     algo = hd.AlgorithmIdentificationSequence(
         name=case.model_name or "medattn", version=case.model_version or __version__,
