@@ -305,14 +305,17 @@ def test_whole_request_is_bounded_not_only_each_file(tmp_path):
     assert n_cases(app) == 0
 
 
-def _asgi(app, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bool]:
-    """Call the app with headers only; the body 'arrives' only if the app asks for it."""
+def _asgi(app, method: str, path: str, headers: dict[str, str],
+          chunk: int = 1024) -> tuple[int, dict[str, str], bool]:
+    """Call the app with headers only; the body (8 MB in chunks) 'arrives' only if the app asks for it."""
     read = False
+    left = 8_000_000
 
     async def receive():
-        nonlocal read
+        nonlocal read, left
         read = True
-        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+        left -= chunk
+        return {"type": "http.request", "body": b"x" * chunk, "more_body": left > 0}
 
     sent: list[dict] = []
 
@@ -337,6 +340,13 @@ def test_oversized_or_unauthenticated_post_is_refused_from_its_headers(app):
     status, _, read = _asgi(app, "POST", "/api/cases", {**mp, "content-length": "4000000",
                                                          "authorization": "Bearer mdt_not-a-token"})
     assert status == 401 and not read
+
+
+def test_chunked_body_is_cut_off_at_the_request_limit(tmp_path):
+    app = create_app(AppSettings(data_dir=tmp_path / "d", max_upload_mb=5, max_request_mb=1), start_worker=False)
+    headers = {"content-type": "application/x-www-form-urlencoded", "transfer-encoding": "chunked"}
+    status, _, read = _asgi(app, "POST", "/login", headers, chunk=64 * 1024)  # no Content-Length: counted
+    assert status == 413 and read
 
 
 def test_job_scratch_folders_live_under_the_data_dir_and_are_swept_at_start(tmp_path):

@@ -180,9 +180,15 @@ class LoginThrottle:
                        self._wait("a:" + address, self.per_address, now))
         return math.ceil(wait)
 
+    #: distinct keys kept at most; beyond it, keys whose failures all left the window are dropped
+    MAX_KEYS = 100_000
+
     def failed(self, username: str, address: str) -> None:
         now = self._clock()
         with self._lock:
+            if len(self._fails) > self.MAX_KEYS:
+                for key in [k for k, q in self._fails.items() if q[-1] <= now - self.window_s]:
+                    del self._fails[key]
             for key in ("u:" + username.lower(), "a:" + address):
                 self._fails.setdefault(key, deque()).append(now)
 
