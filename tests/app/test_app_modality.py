@@ -5,6 +5,7 @@ are one registry without import cycles."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,10 @@ from medattn.app.web import create_app
 from medattn.models.hub import WEIGHTS_DIR, model_card
 
 from .conftest import install_tiny_model, login, make_user, wait_done
+from .test_app_browser import CHROMIUM, server  # noqa: F401 (a fixture)
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 REPO = Path(__file__).resolve().parents[2]
 KVASIR = sorted((REPO / "samples" / "kvasir" / "images").glob("*.jpg"))
@@ -326,3 +331,45 @@ def test_dicom_modality_read_without_pixels():
     """The upload's modality comes from the DICOM header (here MR), before any pixel is decoded."""
     blob = Path(get_testdata_file("MR_small.dcm")).read_bytes()
     assert pipelines.detect_input([("mr.dcm", blob)], "dicom") == ("mr", "mr")
+
+
+# ---------------------------------------------------------------------------------------------- in a browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_browser_form_shows_modalities_and_the_guard(server, tmp_path):  # noqa: F811 (the imported fixture)
+    """In Chromium: the model menu names each model's modality; a CT upload to the segmenter is refused with the
+    message on the form; with the override box ticked it runs and the case page warns."""
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("MEDATTN_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server + "/login")
+            page.fill("input[name=username]", "clinician")
+            page.fill("input[name=password]", "browser-test-pw")
+            page.click("#login-submit")
+            page.goto(server + "/cases/new")
+            page.select_option("#pipeline", "segment")
+            options = page.locator("#model option:not([hidden])").all_inner_texts()
+            assert "tiny-polyp (endoscopy (colour))" in options
+            assert "hlfnet-skin (dermoscopy (colour))" in options
+            page.set_input_files("#files", str(CT_DICOM))
+            page.click("#submit-case")
+            alert = page.locator("p.error[role=alert]")
+            expect(alert).to_contain_text("no segmentation model for CT input")
+            expect(alert).to_contain_text("tiny-polyp (endoscopy (colour))")
+            page.screenshot(path=shots / "modality-1-refused.png", full_page=True)
+            page.set_input_files("#files", str(CT_DICOM))
+            page.select_option("#pipeline", "segment")
+            page.check("#allow-modality-mismatch")
+            page.click("#submit-case")
+            warning = page.locator("#modality-warning")
+            expect(warning).to_be_visible(timeout=30_000)
+            expect(warning).to_contain_text("explicit override")
+            expect(page.locator("#case-status")).to_have_text("done", timeout=90_000)
+            expect(page.locator("#modality-warning")).to_be_visible()
+            page.screenshot(path=shots / "modality-2-override.png", full_page=True)
+        finally:
+            browser.close()

@@ -33,7 +33,7 @@ from medattn.app.processing import ProcessResult, Progress, case_meta, load_inpu
 from medattn.app.storage import CaseStore
 from medattn.errors import MedattnError
 
-OVERRIDE_HINT = "set allow_modality_mismatch=true to run it anyway"
+OVERRIDE_HINT = "to run it anyway, send allow_modality_mismatch=true (the form's override box)"
 
 
 @dataclass(frozen=True)
