@@ -214,6 +214,13 @@ def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, A
     }
 
 
+def declarations(run_card: dict[str, Any], previous: Path) -> dict[str, Any]:
+    """``modality`` and ``intended_use``: from the run's card (``medattn train`` writes ``modality``), else kept
+    from the card being replaced, so re-bundling a model never drops what it declares."""
+    old = read_json(previous) if previous.is_file() else {}
+    return {k: run_card.get(k, old.get(k)) for k in ("modality", "intended_use") if k in run_card or k in old}
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -597,6 +604,7 @@ def main() -> None:
         "dtype": "float16" if args.fp16 else "float32",
         "version": f"{args.name}@{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}",
         "trained_from": rel(run),
+        **declarations(run_card, args.folder / f"{args.name}.json"),
     }
     model = lm.model.half() if args.fp16 else lm.model
     path = save_bundled(model, args.name, options, card, folder=args.folder)

@@ -307,13 +307,13 @@ def test_enhance_cli_with_bundled_models(name, run_cli, tmp_path):
 def test_app_enhance_pipeline_runs_on_bundled_models(tmp_path, monkeypatch):
     """The web app offers the bundled classifier for its enhance pipeline and, while <data-dir>/models is
     empty, colorizes a gray input with the bundled colorizer; a colour input keeps its colours."""
-    from medattn.app import pipelines
-    from medattn.app.processing import process
+    from medattn.app import modelcards, pipelines
+    from medattn.app.pipelines import process
 
-    monkeypatch.setattr(pipelines, "USER_MODELS", {})  # nothing installed into <data-dir>/models
+    monkeypatch.setattr(modelcards, "USER_MODELS", {})  # nothing installed into <data-dir>/models
     enhance = pipelines.catalog()["pipelines"]["enhance"]
     assert enhance["available"] and set(CLASSIFIERS) <= set(enhance["models"])
-    assert pipelines.resolve("enhance", None) == enhance["default"]
+    assert pipelines.resolve("enhance", None).model == enhance["default"]
     assert pipelines.default_colorizer() == COLORIZERS[0]
     gray = _gray_sample(tmp_path / "in")
     (tmp_path / "gray").mkdir()
@@ -479,20 +479,22 @@ def test_bundle_script_pairs_a_denoiser_only_with_its_own_evaluation_row(tmp_pat
 def test_app_denoise_pipelines_run_on_the_bundled_denoiser(name, tmp_path, monkeypatch):
     """With nothing installed into <data-dir>/models the app offers the bundled denoiser for `denoise` and
     `denoise+segment`, and runs both on a CT DICOM (pydicom's CT_small.dcm)."""
-    from medattn.app import pipelines
-    from medattn.app.processing import process
+    from medattn.app import modelcards, pipelines
+    from medattn.app.pipelines import process
     from medattn.denoise.data import pydicom_data_file
 
-    monkeypatch.setattr(pipelines, "USER_MODELS", {})
+    monkeypatch.setattr(modelcards, "USER_MODELS", {})
     catalog = pipelines.catalog()["pipelines"]
     assert catalog["denoise"]["available"] and name in catalog["denoise"]["models"]
-    assert pipelines.resolve("denoise", None) in DENOISERS
+    assert pipelines.resolve("denoise", None, "ct").model in DENOISERS
     source = pydicom_data_file("CT_small.dcm")
     assert source is not None
     res = process("denoise", name, [source], "dicom", tmp_path / "den", lambda *_: None, user_models={})
     assert "processed" in {kind for kind, _, _ in res.files}
     chain = catalog.get("denoise+segment")
     if chain and chain["available"]:
-        res = process("denoise+segment", pipelines.resolve("denoise+segment", None), [source], "dicom",
+        # while no CT segmenter is bundled, the chain runs on CT only by explicit override
+        chosen = pipelines.resolve("denoise+segment", None, "ct", allow_mismatch=True)
+        res = process("denoise+segment", chosen.model, [source], "dicom",
                       tmp_path / "chain", lambda *_: None, user_models={})
         assert "processed" in {kind for kind, _, _ in res.files}

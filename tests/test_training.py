@@ -55,6 +55,7 @@ def test_cli_run_loads_in_inference_and_evaluates(tiny: Path, tmp_path: Path, ru
     assert card["model"] == "unet" and card["task"] == "segmentation" and card["input_size"] == [64, 64]
     assert card["options"]["in_channels"] == 3 and card["options"]["num_classes"] == 1
     assert card["config"]["train"]["epochs"] == 2 and card["version"].startswith("tiny@")
+    assert card["modality"] == ["endoscopy"]  # inferred from the data folder (samples/kvasir)
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
     best = max(history, key=lambda r: r["val_dice"])

@@ -77,8 +77,9 @@ def bob(app):
 TINY_OPTS = {"in_channels": 3, "num_classes": 1, "channels": [8, 16, 32], "num_res_units": 1}
 
 
-def install_tiny_model(settings, name: str = "tiny-polyp") -> str:
-    """An (untrained) small U-Net checkpoint in the app's models folder: exercises the pipeline, not accuracy."""
+def install_tiny_model(settings, name: str = "tiny-polyp", modality: list[str] | None = ("endoscopy",)) -> str:
+    """An (untrained) small U-Net checkpoint in the app's models folder: exercises the pipeline, not accuracy.
+    Its card declares ``modality`` (None: no modality field, as a card written before they existed)."""
     import torch
 
     from medattn.models import create
@@ -86,7 +87,8 @@ def install_tiny_model(settings, name: str = "tiny-polyp") -> str:
 
     torch.manual_seed(0)
     save_bundled(create("unet", **TINY_OPTS), name, TINY_OPTS,
-                 {"model": "unet", "input_size": [64, 64], "task": "segmentation", "version": "test"},
+                 {"model": "unet", "input_size": [64, 64], "task": "segmentation", "version": "test",
+                  **({"modality": list(modality)} if modality else {})},
                  folder=settings.models_dir)
     return name
 

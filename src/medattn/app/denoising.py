@@ -12,16 +12,13 @@ from __future__ import annotations
 import io
 import shutil
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medattn.app.processing import ProcessResult, _save_png, _user_model_path
+from medattn.app.processing import ProcessResult, Progress, save_png, user_model_path
 from medattn.errors import MedattnError
-
-Progress = Callable[[float, str], None]
 
 
 def _view(hu_slice: np.ndarray) -> np.ndarray:
@@ -41,7 +38,7 @@ def denoise_case(data: Any, model: str, user_models: dict[str, Path], inputs: li
         raise MedattnError(f"denoising is for CT; this image's modality is {modality}")
     if data.meta.layout in ("HWC", "ZHWC"):
         raise MedattnError("denoising needs a gray CT image, not a colour one")
-    fn, description = load_denoiser(_user_model_path(model, user_models))
+    fn, description = load_denoiser(user_model_path(model, user_models))
     if input_format == "dicom-series":
         src = tmp / "series_in"
         src.mkdir()
@@ -85,8 +82,8 @@ def denoise_case(data: Any, model: str, user_models: dict[str, Path], inputs: li
     to_view = _view if hu_input else (lambda a: np.clip(a, 0, 255).astype(np.uint8))
     res = ProcessResult()
     res.files += [
-        ("preview", _save_png(tmp, "preview.png", to_view(before[k])), "preview.png"),
-        ("processed", _save_png(tmp, "processed.png", to_view(after[k])), "processed.png"),
+        ("preview", save_png(tmp, "preview.png", to_view(before[k])), "preview.png"),
+        ("processed", save_png(tmp, "processed.png", to_view(after[k])), "processed.png"),
         ("processed_file", processed_file[0], processed_file[1]),
     ]
     if hu_input:

@@ -4,13 +4,10 @@ inputs keep their own colours) and the eq. 7 fusion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medattn.app.processing import ProcessResult, _save_png, _user_model_path
-
-Progress = Callable[[float, str], None]
+from medattn.app.processing import ProcessResult, Progress, save_png, user_model_path
 
 
 def enhance_case(data: Any, model: str, user_models: dict[str, Path], tmp: Path, progress: Progress,
@@ -25,18 +22,18 @@ def enhance_case(data: Any, model: str, user_models: dict[str, Path], tmp: Path,
         data = type(data)(arr[k], data.meta)
     view = display_image(data)
     progress(0.2, "computing class-aware attention")
-    out = enhance_image(view, _user_model_path(model, user_models),
-                        colorizer=_user_model_path(colorizer, user_models) if colorizer else None)
+    out = enhance_image(view, user_model_path(model, user_models),
+                        colorizer=user_model_path(colorizer, user_models) if colorizer else None)
     progress(0.8, "rendering")
     res = ProcessResult()
     res.files += [
-        ("preview", _save_png(tmp, "preview.png", to_rgb8(view)), "preview.png"),
-        ("processed", _save_png(tmp, "processed.png", out["fused"]), "processed.png"),
-        ("attention", _save_png(tmp, "attention.png", heat_overlay(view, out["heatmap"])), "attention.png"),
-        ("processed_file", _save_png(tmp, "enhanced.png", out["fused"]), "enhanced.png"),
+        ("preview", save_png(tmp, "preview.png", to_rgb8(view)), "preview.png"),
+        ("processed", save_png(tmp, "processed.png", out["fused"]), "processed.png"),
+        ("attention", save_png(tmp, "attention.png", heat_overlay(view, out["heatmap"])), "attention.png"),
+        ("processed_file", save_png(tmp, "enhanced.png", out["fused"]), "enhanced.png"),
     ]
     if out["colorized"] is not None:
-        res.files.append(("colorized", _save_png(tmp, "colorized.png", out["colorized"]), "colorized.png"))
+        res.files.append(("colorized", save_png(tmp, "colorized.png", out["colorized"]), "colorized.png"))
         used = colorizer
     elif colorizer is None:
         used = "none (no colorizer available; fused on the input image)"

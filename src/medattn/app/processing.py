@@ -1,4 +1,5 @@
-"""The computation behind each pipeline, on the stored (de-identified) input.
+"""Shared helpers of the pipelines: reading a case's input, the result type, writing result pictures,
+and a per-process model cache. Every pipeline module imports this one; it imports none of them.
 
 Every pipeline returns a :class:`ProcessResult`: files to attach to the case
 (kind, path, stored name), de-identified metadata, and results (lesion table,
@@ -22,8 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from medattn.errors import MedattnError
-
 Progress = Callable[[float, str], None]
 
 
@@ -34,19 +33,20 @@ class ProcessResult:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_input(inputs: list[Path], input_format: str, tmp: Path) -> Any:
+def load_input(inputs: list[Path], input_format: str, tmp: Path) -> Any:
+    """The case input as a ``medattn.io`` image (a DICOM series is copied into ``tmp/series`` to be read)."""
     from medattn.io import read_dicom_series, read_image
 
     if input_format == "dicom-series":
         folder = tmp / "series"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         for p in inputs:
             shutil.copyfile(p, folder / p.name)
         return read_dicom_series(folder)
     return read_image(inputs[0])
 
 
-def _slices(data: Any) -> tuple[list[np.ndarray], bool]:
+def slices(data: Any) -> tuple[list[np.ndarray], bool]:
     """2D slices of the input and whether it is a volume."""
     a, layout = data.array, data.meta.layout
     if layout in ("ZHW", "ZHWC"):
@@ -54,7 +54,8 @@ def _slices(data: Any) -> tuple[list[np.ndarray], bool]:
     return [a], False
 
 
-def _meta(data: Any, inputs: list[Path]) -> dict[str, Any]:
+def case_meta(data: Any, inputs: list[Path]) -> dict[str, Any]:
+    """De-identified facts about the input shown on the case page (shape, layout, modality, spacing...)."""
     m = data.meta
     meta: dict[str, Any] = {
         "shape": list(data.array.shape),
@@ -73,7 +74,8 @@ def _meta(data: Any, inputs: list[Path]) -> dict[str, Any]:
     return meta
 
 
-def _save_png(tmp: Path, name: str, array: np.ndarray) -> Path:
+def save_png(tmp: Path, name: str, array: np.ndarray) -> Path:
+    """Write ``array`` as ``tmp/name`` (PNG) and return the path."""
     from medattn.io import write_image
 
     path = tmp / name
@@ -81,7 +83,8 @@ def _save_png(tmp: Path, name: str, array: np.ndarray) -> Path:
     return path
 
 
-def _user_model_path(model: str, user_models: dict[str, Path]) -> str:
+def user_model_path(model: str, user_models: dict[str, Path]) -> str:
+    """What ``medattn.inference.load_model`` takes for ``model``: an installed checkpoint's path, else the name."""
     return str(user_models[model]) if model in user_models else model
 
 
@@ -100,99 +103,3 @@ def load_cached(spec: str) -> Any:
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
         _MODEL_CACHE[key] = load_model(spec)
     return _MODEL_CACHE[key]
-
-
-def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
-             progress: Progress, start: float, span: float, volume: bool) -> ProcessResult:
-    from medattn.inference import measure_lesions, predict_image
-    from medattn.inference.files import display_image
-    from medattn.inference.render import heat_overlay, mask_rgba, overlay, to_rgb8
-
-    lm = load_cached(_user_model_path(model, user_models))
-    progress(start, f"segmenting with {lm.name}")
-    probs, atts, shown = [], [], []
-    for i, sl in enumerate(slices):
-        view = display_image(type(data)(sl, data.meta))
-        pred = predict_image(lm, view)
-        probs.append(pred.prob)
-        atts.append(pred.attention)
-        shown.append(view)
-        progress(start + span * (i + 1) / len(slices), f"segmented slice {i + 1} of {len(slices)}")
-    masks = np.stack([p > 0.5 for p in probs])
-    k = int(np.argmax(masks.reshape(len(masks), -1).sum(1))) if masks.any() else len(slices) // 2
-    spacing = data.meta.spacing[-2:] if data.meta.spacing else None
-    lesions = []
-    # Specks below 0.01 % of the slice (at least 4 px) are noise, not lesions a reader would review.
-    min_area = max(4, int(1e-4 * probs[0].size))
-    for i, p in enumerate(probs):
-        for les in measure_lesions(p, 0.5, spacing, min_area=min_area):
-            if volume:
-                les["slice"] = i
-            lesions.append(les)
-    res = ProcessResult()
-    view = shown[k]
-    res.files += [
-        ("preview", _save_png(tmp, "preview.png", to_rgb8(view)), "preview.png"),
-        ("overlay", _save_png(tmp, "overlay.png", overlay(view, masks[k])), "overlay.png"),
-        ("mask_rgba", _save_png(tmp, "mask_rgba.png", mask_rgba(masks[k])), "mask_rgba.png"),
-        ("attention", _save_png(tmp, "attention.png", heat_overlay(view, atts[k])), "attention.png"),
-        ("mask", _save_png(tmp, "mask.png", masks[k].astype(np.uint8) * 255), "mask.png"),
-    ]
-    vol = masks.astype(np.uint8) if volume else masks[0].astype(np.uint8)
-    np.save(tmp / "mask_volume.npy", vol)
-    res.files.append(("mask_volume", tmp / "mask_volume.npy", "mask_volume.npy"))
-    lesions.sort(key=lambda r: -r["area_px"])
-    res.results = {"lesions": lesions, "min_lesion_area_px": min_area, "spacing": list(spacing) if spacing else None, "shown_slice": k,
-                   "model": lm.name}
-    return res
-
-
-def process(pipeline: str, model: str | None, inputs: list[Path], input_format: str, tmp: Path,
-            progress: Progress, user_models: dict[str, Path] | None = None) -> ProcessResult:
-    """Run ``pipeline`` with ``model`` on the case inputs; files are written under ``tmp``."""
-    user_models = user_models or {}
-    if not inputs:
-        raise MedattnError("the case has no input file")
-    if model is None:
-        raise MedattnError(f"no model for pipeline {pipeline!r}")
-    progress(0.02, "reading the input")
-    data = _load_input(inputs, input_format, tmp)
-    slices, volume = _slices(data)
-    meta = _meta(data, inputs)
-    if pipeline == "segment":
-        res = _segment(slices, data, model, user_models, tmp, progress, 0.05, 0.9, volume)
-    elif pipeline in ("denoise", "denoise+segment"):
-        from medattn.app.denoising import denoise_case
-
-        den_model, seg_model = (model, None) if pipeline == "denoise" else _chain_models(model)
-        res, denoised = denoise_case(data, den_model, user_models, inputs, input_format, tmp, progress,
-                                     0.05, 0.9 if seg_model is None else 0.45)
-        if seg_model is not None:
-            seg = _segment(list(denoised), type(data)(denoised, data.meta), seg_model, user_models, tmp,
-                           progress, 0.5, 0.45, volume)
-            seg.files = [f for f in seg.files if f[0] != "preview"]
-            res.files += seg.files
-            res.results.update(seg.results)
-    elif pipeline == "enhance":
-        from medattn.app.enhancing import enhance_case
-        from medattn.app.pipelines import default_colorizer
-
-        res = enhance_case(data, model, user_models, tmp, progress, colorizer=default_colorizer())
-    else:
-        raise MedattnError(f"unknown pipeline {pipeline!r}")
-    res.meta = {**meta, **res.meta}
-    progress(0.98, "saving results")
-    return res
-
-
-def _chain_models(model: str) -> tuple[str, str]:
-    """``denoise+segment`` stores ``"<denoiser>+<segmenter>"`` or just the segmenter (default denoiser)."""
-    from medattn.app.pipelines import catalog
-
-    if "+" in model:
-        den, seg = model.rsplit("+", 1)
-        return den, seg
-    den = catalog()["pipelines"]["denoise"]["default"]
-    if den is None:
-        raise MedattnError("no denoising model is installed")
-    return den, model

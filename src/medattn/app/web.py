@@ -45,6 +45,7 @@ from medattn.app.security import (
 from medattn.app.settings import AppSettings
 from medattn.app.storage import CaseStore
 from medattn.app.uploads import UploadError, check_upload
+from medattn.errors import MedattnError
 
 log = logging.getLogger("medattn.app")
 HERE = Path(__file__).parent
@@ -278,9 +279,10 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     async def create_case_form(request: Request, s: DbSession, user: PageUser,
                                files: Annotated[list[UploadFile], File()],
                                pipeline: Annotated[str, Form()], model: Annotated[str, Form()] = "",
-                               title: Annotated[str, Form()] = "") -> Response:
+                               title: Annotated[str, Form()] = "",
+                               allow_modality_mismatch: Annotated[bool, Form()] = False) -> Response:
         try:
-            created = await _create_cases(request, s, user, files, pipeline, model, title)
+            created = await _create_cases(request, s, user, files, pipeline, model, title, allow_modality_mismatch)
         except HTTPException as exc:
             if exc.status_code in (400, 413, 415, 503):  # the form again, with the message and the error status
                 return render(request, "new_case.html", user, status_code=exc.status_code, headers=exc.headers,
@@ -325,9 +327,11 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         return {"id": user.id, "username": user.username, "is_admin": user.is_admin}
 
     @app.get("/api/models", tags=["models"])
-    def models(user: ApiUser) -> dict[str, Any]:
-        """Pipelines and the models each one can run, with their model cards."""
-        return pipelines.catalog()
+    def models(user: ApiUser, modality: str | None = None) -> dict[str, Any]:
+        """Pipelines and the models each one can run, each with its modality, and their model cards. With
+        ``modality`` (endoscopy, dermoscopy, rgb, ct, mr, gray...), only the models that fit such an input and
+        the defaults for it."""
+        return pipelines.catalog(modality)
 
     @app.get("/api/cases", tags=["cases"])
     def list_cases(s: DbSession, user: ApiUser, q: str = "", status: str = "", pipeline: str = "",
@@ -340,9 +344,13 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     async def create_cases(request: Request, s: DbSession, user: ApiUser,
                            files: Annotated[list[UploadFile], File(description="one or more images")],
                            pipeline: Annotated[str, Form(description="segment | denoise | enhance | denoise+segment")],
-                           model: Annotated[str, Form()] = "", title: Annotated[str, Form()] = "") -> dict[str, Any]:
-        """Upload files; one case per file is queued. Returns the new cases (status ``queued``)."""
-        created = await _create_cases(request, s, user, files, pipeline, model, title)
+                           model: Annotated[str, Form()] = "", title: Annotated[str, Form()] = "",
+                           allow_modality_mismatch: Annotated[bool, Form(
+                               description="run a model whose modality does not fit the input (recorded in "
+                                           "the case)")] = False) -> dict[str, Any]:
+        """Upload files; one case per file is queued. Returns the new cases (status ``queued``). The model
+        (default: chosen from each input's modality) must fit the input's modality, else HTTP 400."""
+        created = await _create_cases(request, s, user, files, pipeline, model, title, allow_modality_mismatch)
         return {"cases": [case_json(c) for c in created]}
 
     @app.get("/api/cases/{case_id}", tags=["cases"])
@@ -448,11 +456,11 @@ def _require_done(case: Case) -> None:
 
 
 async def _create_cases(request: Request, s: Session, user: User, files: list[UploadFile], pipeline: str,
-                        model: str, title: str) -> list[Case]:
+                        model: str, title: str, allow_mismatch: bool = False) -> list[Case]:
     state = _state(request)
     settings = state.settings
     try:
-        model_name = pipelines.resolve(pipeline, model or None)
+        pipelines.resolve(pipeline, model or None)  # pipeline and model names, before reading any upload
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     if not files:
@@ -463,7 +471,8 @@ async def _create_cases(request: Request, s: Session, user: User, files: list[Up
         with state.jobs.admit(len(files)) as ticket:  # a place for every file, or 503 and nothing stored
             raw = [(up.filename or "upload", await up.read(max_bytes + 1)) for up in files]
             # Decoding, de-identification and database writes are blocking work: keep them off the event loop.
-            created = await run_in_threadpool(_check_and_store, state, s, user, raw, pipeline, model_name, title)
+            created = await run_in_threadpool(_check_and_store, state, s, user, raw, pipeline, model, title,
+                                              allow_mismatch)
             for case in created:
                 state.jobs.submit(case.id, ticket)
     except QueueFull:
@@ -474,7 +483,7 @@ async def _create_cases(request: Request, s: Session, user: User, files: list[Up
 
 
 def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[str, bytes]], pipeline: str,
-                     model_name: str | None, title: str) -> list[Case]:
+                     model: str, title: str, allow_mismatch: bool = False) -> list[Case]:
     settings = state.settings
     max_bytes = int(settings.max_upload_mb * 1e6)
     checked = []
@@ -484,13 +493,14 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
         except UploadError as exc:
             status = 413 if "limit" in str(exc) and "MB" in str(exc) else 400
             raise HTTPException(status, str(exc)) from None
+    plans = [_plan(up, pipeline, model, allow_mismatch) for up in checked]  # the modality guard, per file
     created = []
     stored: list[str] = []
     try:
-        for up in checked:
-            case = Case(owner_id=user.id, title=(title or up.name)[:255], pipeline=pipeline, model_name=model_name,
-                        model_version=pipelines.model_version(model_name), input_name=up.name[:255],
-                        input_format=up.kind, meta={}, results={})
+        for up, plan in zip(checked, plans, strict=True):
+            case = Case(owner_id=user.id, title=(title or up.name)[:255], pipeline=pipeline, model_name=plan.model,
+                        model_version=pipelines.model_version(plan.model), input_name=up.name[:255],
+                        input_format=up.kind, modality=plan.input_modality, meta={}, results=plan.results())
             s.add(case)
             s.flush()
             stored.append(case.id)
@@ -506,6 +516,15 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
         log.error("storing an upload failed: %s", type(exc).__name__)
         raise HTTPException(400, f"{name}: could not be stored ({type(exc).__name__})") from None
     return created
+
+
+def _plan(up: Any, pipeline: str, model: str, allow_mismatch: bool) -> pipelines.Resolution:
+    """The model for one checked upload, from its modality; HTTP 400 naming the file when none may run."""
+    try:
+        found, guess = pipelines.detect_input(up.files, up.kind)
+        return pipelines.resolve(pipeline, model or None, found, guess, allow_mismatch)
+    except (ValueError, MedattnError) as exc:
+        raise HTTPException(400, f"{up.name}: {exc}") from None
 
 
 async def _signed_in(state: AppState, scope: dict[str, Any]) -> bool:

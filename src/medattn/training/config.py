@@ -96,11 +96,19 @@ class DataConfig(_Section):
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     limit: int | None = Field(None, ge=1, description="use only the first N train (and val) samples (quick runs)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra options for custom builders")
+    modality: list[str] | None = Field(None, description="input modalities the model is for (endoscopy, dermoscopy, "
+                                                         "ct, mr...), written into the checkpoint cards; default: "
+                                                         "inferred from the dataset (see data_modality)")
 
     @field_validator("root", mode="before")
     @classmethod
     def _as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, os.PathLike)) else value
+
+    @field_validator("modality", mode="before")
+    @classmethod
+    def _modality_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("input_size", mode="before")
     @classmethod
@@ -375,3 +383,29 @@ def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
     from medattn.utils.fileio import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg.dump(), sort_keys=False))
+
+
+#: dataset folder-name fragments -> the modality of their images
+_MODALITY_OF_DATASET = (("kvasir", "endoscopy"), ("clinicdb", "endoscopy"), ("cvc", "endoscopy"),
+                        ("polyp", "endoscopy"), ("ph2", "dermoscopy"), ("isic", "dermoscopy"), ("ham10000", "dermoscopy"),
+                        ("ldct", "ct"), ("mayo", "ct"), ("totalsegmentator", "ct"))
+
+
+def data_modality(cfg: Config) -> list[str] | None:
+    """The input modalities a run's model is for: ``data.modality`` when set, else inferred from the data
+    (the ``ldct`` builder: CT; the PraNet split: endoscopy; dataset folders named like Kvasir / ClinicDB:
+    endoscopy, PH2 / ISIC: dermoscopy); None when it cannot tell (the card then declares no modality)."""
+    if cfg.data.modality:
+        return list(cfg.data.modality)
+    if cfg.data.kind == "ldct":
+        return ["ct"]
+    if cfg.data.split.kind == "pranet":
+        return ["endoscopy"]
+    found = []
+    for root in cfg.data.root:
+        name = Path(root).as_posix().lower()
+        kinds = {m for frag, m in _MODALITY_OF_DATASET if frag in name}
+        if len(kinds) != 1:
+            return None  # a folder of unknown (or mixed) kind: do not guess
+        found += [m for m in kinds if m not in found]
+    return found or None

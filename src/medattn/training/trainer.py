@@ -44,7 +44,7 @@ from medattn.training.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from medattn.training.config import Config, save_config
+from medattn.training.config import Config, data_modality, save_config
 from medattn.training.data import DataBundle, get_dataset_builder
 from medattn.training.ema import ModelEMA
 from medattn.training.optim import build_optimizer, build_scheduler
@@ -406,6 +406,9 @@ class Trainer:
 
         input_size = tuple(bundle.input_size or cfg.data.input_size)
         extra = {"params": n_params, **bundle.card}
+        modality = data_modality(cfg)
+        if modality:
+            extra.setdefault("modality", modality)
         if cfg.model.init is not None:
             extra["init"] = cfg.model.init
 

@@ -1,0 +1,68 @@
+"""The segment pipeline of the application: a segmentation model slice by slice, the shown slice's overlay,
+mask layer and attention map, the whole mask, and the lesion table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medattn.app.processing import ProcessResult, Progress, load_cached, save_png, user_model_path
+
+
+def segment_case(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
+                 progress: Progress, start: float, span: float, volume: bool) -> ProcessResult:
+    """Segment every slice with ``model``; progress runs from ``start`` to ``start + span``."""
+    from medattn.inference import predict_image
+    from medattn.inference.files import display_image
+    from medattn.inference.render import heat_overlay, mask_rgba, overlay, to_rgb8
+
+    lm = load_cached(user_model_path(model, user_models))
+    progress(start, f"segmenting with {lm.name}")
+    probs, atts, shown = [], [], []
+    for i, sl in enumerate(slices):
+        view = display_image(type(data)(sl, data.meta))
+        pred = predict_image(lm, view)
+        probs.append(pred.prob)
+        atts.append(pred.attention)
+        shown.append(view)
+        progress(start + span * (i + 1) / len(slices), f"segmented slice {i + 1} of {len(slices)}")
+    masks = np.stack([p > 0.5 for p in probs])
+    k = int(np.argmax(masks.reshape(len(masks), -1).sum(1))) if masks.any() else len(slices) // 2
+    spacing = data.meta.spacing[-2:] if data.meta.spacing else None
+    res = ProcessResult()
+    view = shown[k]
+    res.files += [
+        ("preview", save_png(tmp, "preview.png", to_rgb8(view)), "preview.png"),
+        ("overlay", save_png(tmp, "overlay.png", overlay(view, masks[k])), "overlay.png"),
+        ("mask_rgba", save_png(tmp, "mask_rgba.png", mask_rgba(masks[k])), "mask_rgba.png"),
+        ("attention", save_png(tmp, "attention.png", heat_overlay(view, atts[k])), "attention.png"),
+        ("mask", save_png(tmp, "mask.png", masks[k].astype(np.uint8) * 255), "mask.png"),
+    ]
+    vol = masks.astype(np.uint8) if volume else masks[0].astype(np.uint8)
+    np.save(tmp / "mask_volume.npy", vol)
+    res.files.append(("mask_volume", tmp / "mask_volume.npy", "mask_volume.npy"))
+    res.results = {**measure_lesions_of(probs, spacing, volume), "spacing": list(spacing) if spacing else None,
+                   "shown_slice": k, "model": lm.name}
+    return res
+
+
+def measure_lesions_of(probs: list[np.ndarray], spacing: Any, volume: bool) -> dict[str, Any]:
+    """The lesion table of a case from its per-slice probabilities: ``{"lesions": [...], "min_lesion_area_px"}``.
+
+    (The lesion measurement proper lives in :func:`medattn.inference.measure_lesions`; this is the one call the
+    pipeline makes, so a 3D measurement can replace it in one place.)
+    """
+    from medattn.inference import measure_lesions
+
+    lesions = []
+    # Specks below 0.01 % of the slice (at least 4 px) are noise, not lesions a reader would review.
+    min_area = max(4, int(1e-4 * probs[0].size))
+    for i, p in enumerate(probs):
+        for les in measure_lesions(p, 0.5, spacing, min_area=min_area):
+            if volume:
+                les["slice"] = i
+            lesions.append(les)
+    lesions.sort(key=lambda r: -r["area_px"])
+    return {"lesions": lesions, "min_lesion_area_px": min_area}
