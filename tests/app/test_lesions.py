@@ -15,7 +15,7 @@ from medattn.app.lesions import MinSize, feret_diameter, find_lesions, min_size_
 def _brute_feret(mask: np.ndarray, spacing=(1.0, 1.0)) -> float:
     """Longest distance between any two corners of any two pixels (no hull shortcut)."""
     r, c = np.nonzero(mask)
-    pts = np.array([(y + a, x + b) for y, x in zip(r, c) for a, b in itertools.product((0, 1), (0, 1))], float)
+    pts = np.array([(y + a, x + b) for y, x in zip(r, c, strict=True) for a, b in itertools.product((0, 1), (0, 1))], float)
     pts *= np.asarray(spacing)
     return max(math.dist(p, q) for p, q in itertools.combinations(pts, 2))
 

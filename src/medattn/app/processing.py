@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from medattn.app.viewer import to_radiological, viewer_files
 from medattn.errors import MedattnError
 
 Progress = Callable[[float, str], None]
@@ -104,7 +105,8 @@ def load_cached(spec: str) -> Any:
 
 def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
              progress: Progress, start: float, span: float, volume: bool) -> ProcessResult:
-    from medattn.inference import measure_lesions, predict_image
+    from medattn.app.lesions import find_lesions, min_size_from_card
+    from medattn.inference import predict_image
     from medattn.inference.files import display_image
     from medattn.inference.render import heat_overlay, mask_rgba, overlay, to_rgb8
 
@@ -121,14 +123,9 @@ def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[
     masks = np.stack([p > 0.5 for p in probs])
     k = int(np.argmax(masks.reshape(len(masks), -1).sum(1))) if masks.any() else len(slices) // 2
     spacing = data.meta.spacing[-2:] if data.meta.spacing else None
-    lesions = []
-    # Specks below 0.01 % of the slice (at least 4 px) are noise, not lesions a reader would review.
-    min_area = max(4, int(1e-4 * probs[0].size))
-    for i, p in enumerate(probs):
-        for les in measure_lesions(p, 0.5, spacing, min_area=min_area):
-            if volume:
-                les["slice"] = i
-            lesions.append(les)
+    min_size = min_size_from_card(lm.card, probs[0].shape)
+    labels, lesions = find_lesions(np.stack(probs) if volume else probs[0], 0.5,
+                                   data.meta.spacing if volume else spacing, min_size)
     res = ProcessResult()
     view = shown[k]
     res.files += [
@@ -141,9 +138,9 @@ def _segment(slices: list[np.ndarray], data: Any, model: str, user_models: dict[
     vol = masks.astype(np.uint8) if volume else masks[0].astype(np.uint8)
     np.save(tmp / "mask_volume.npy", vol)
     res.files.append(("mask_volume", tmp / "mask_volume.npy", "mask_volume.npy"))
-    lesions.sort(key=lambda r: -r["area_px"])
-    res.results = {"lesions": lesions, "min_lesion_area_px": min_area, "spacing": list(spacing) if spacing else None, "shown_slice": k,
-                   "model": lm.name}
+    res.files += viewer_files(tmp, labels=labels, attention=np.stack(atts) if volume else atts[0])
+    res.results = {"lesions": lesions, "min_lesion_area_px": min_size.px, "min_lesion_area_mm2": min_size.mm2,
+                   "spacing": list(spacing) if spacing else None, "shown_slice": k, "model": lm.name}
     return res
 
 
@@ -157,8 +154,11 @@ def process(pipeline: str, model: str | None, inputs: list[Path], input_format: 
         raise MedattnError(f"no model for pipeline {pipeline!r}")
     progress(0.02, "reading the input")
     data = _load_input(inputs, input_format, tmp)
+    meta = _meta(data, inputs)  # the file's geometry: exports write masks back in its voxel order
+    data = to_radiological(data)
+    meta["display_orientation"] = data.meta.extra.get("display_orientation")
     slices, volume = _slices(data)
-    meta = _meta(data, inputs)
+    denoised = None
     if pipeline == "segment":
         res = _segment(slices, data, model, user_models, tmp, progress, 0.05, 0.9, volume)
     elif pipeline in ("denoise", "denoise+segment"):
@@ -181,6 +181,7 @@ def process(pipeline: str, model: str | None, inputs: list[Path], input_format: 
     else:
         raise MedattnError(f"unknown pipeline {pipeline!r}")
     res.meta = {**meta, **res.meta}
+    res.files += viewer_files(tmp, image=data, processed=denoised)
     progress(0.98, "saving results")
     return res
 

@@ -266,7 +266,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     def case_page(request: Request, case_id: str, s: DbSession, user: PageUser) -> HTMLResponse:
         case = _get_case(s, user, case_id)
         return render(request, "case.html", user, case=case, card=pipelines.model_card(case.model_name),
-                      files={f.kind: f for f in case.files})
+                      files={f.kind: f for f in case.files}, viewer=_viewer_info(request, case))
 
     @app.get("/tokens", response_class=HTMLResponse, include_in_schema=False)
     def tokens_page(request: Request, s: DbSession, user: PageUser, created: str = "") -> HTMLResponse:
@@ -344,6 +344,16 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
                             filename=cf.name if download else None,
                             content_disposition_type="attachment" if download else "inline")
 
+    @app.get("/api/cases/{case_id}/slices/{layer}/{z}", tags=["cases"])
+    def case_slice(request: Request, case_id: str, layer: str, z: int, s: DbSession, user: ApiUser) -> Response:
+        """Slice ``z`` (0-based) of a viewer layer as raw little-endian pixels for the browser to draw.
+
+        ``layer``: ``image`` (input values, HU for CT), ``processed`` (denoised), ``labels``
+        (lesion numbers), ``attention`` (0..255). Headers ``X-Dtype`` (uint8, uint16, int16,
+        float32) and ``X-Shape`` (``H,W`` or ``H,W,3``) say how to read the body.
+        """
+        return _slice_response(request, _get_case(s, user, case_id), layer, z)
+
     @app.get("/api/cases/{case_id}/report.pdf", tags=["exports"])
     def report(request: Request, case_id: str, s: DbSession, user: ApiUser) -> Response:
         """PDF report: images, measurements, model and version, and the assistive-use statement."""
@@ -406,6 +416,28 @@ def _query_cases(s: Session, user: User, q: str, status: str, pipeline: str, lim
     if pipeline:
         query = query.where(Case.pipeline == pipeline)
     return list(s.scalars(query.order_by(Case.created_at.desc()).limit(limit).offset(offset)))
+
+
+def _viewer_info(request: Request, case: Case) -> dict[str, Any] | None:
+    from medattn.app.viewer import read_info
+
+    return read_info(_state(request).store.root / case.id) if case.status == "done" else None
+
+
+def _slice_response(request: Request, case: Case, layer: str, z: int) -> Response:
+    from medattn.app.viewer import read_slice
+
+    if case.status != "done":
+        raise HTTPException(404, "no viewer data: the case is not done")
+    try:
+        data, dtype, shape = read_slice(_state(request).store.root / case.id, layer, z)
+    except KeyError:
+        raise HTTPException(404, f"this case has no {layer!r} layer") from None
+    except IndexError:
+        raise HTTPException(404, f"slice {z} is out of range") from None
+    return Response(data, media_type="application/octet-stream",
+                    headers={"X-Dtype": dtype.name, "X-Shape": ",".join(map(str, shape)),
+                             "Cache-Control": "private, max-age=3600"})
 
 
 def _require_done(case: Case) -> None:

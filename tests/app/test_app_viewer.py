@@ -1,0 +1,202 @@
+"""The case viewer: radiological orientation of NIfTI volumes, per-slice layers and their API, the pages."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from medattn.app.viewer import display_orientation, orient, read_info, to_file_order, to_radiological
+from medattn.io import read_image
+
+from .conftest import login, make_user, wait_done
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
+EXAMPLE_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "totalsegmentator-example" / "example_ct.nii.gz"
+
+
+def _marked_volume() -> np.ndarray:
+    """(i, j, k) = (20, 16, 3) voxels with two markers: 100 along i = 0, 200 along j = 15."""
+    vol = np.zeros((20, 16, 3), np.int16)
+    vol[0, 8, :] = 100  # i = 0
+    vol[10, 15, :] = 200  # j = 15
+    return vol
+
+
+def _save(tmp_path: Path, vol: np.ndarray, affine: np.ndarray, name: str = "scan.nii.gz") -> Path:
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(vol, affine), path)
+    return path
+
+
+def _world(affine: np.ndarray, z: int, row: int, col: int) -> np.ndarray:
+    return (np.asarray(affine) @ np.array([col, row, z, 1.0]))[:3]
+
+
+def test_ras_volume_is_shown_anterior_up_patient_right_on_the_left(tmp_path):
+    # RAS: i runs to the patient's right, j to anterior. Voxel i=0 is the patient's far LEFT, j=15 far ANTERIOR.
+    path = _save(tmp_path, _marked_volume(), np.diag([1.0, 1.0, 2.0, 1.0]))
+    raw = read_image(path)
+    shown = to_radiological(raw)
+    sl = shown.array[1]
+    rows, cols = np.nonzero(sl == 200)
+    assert rows.tolist() == [0], "the anterior marker must be on the top row"
+    rows, cols = np.nonzero(sl == 100)
+    assert cols.tolist() == [19], "the patient's left must be on the screen's right"
+    assert nib.aff2axcodes(shown.meta.affine) == ("L", "P", "S")
+    # every voxel keeps its world position: the same voxel maps to the same point in space
+    for z, r, c in np.random.default_rng(0).integers(0, [3, 16, 20], (20, 3)):
+        raw_rc = (15 - r, 19 - c)
+        assert shown.array[z, r, c] == raw.array[z, raw_rc[0], raw_rc[1]]
+        np.testing.assert_allclose(_world(shown.meta.affine, z, r, c), _world(raw.meta.affine, z, *raw_rc))
+
+
+def test_lps_volume_and_non_nifti_images_are_unchanged(tmp_path):
+    lps = read_image(_save(tmp_path, _marked_volume(), np.diag([-1.0, -1.0, 2.0, 1.0])))
+    assert to_radiological(lps) is lps
+    png = tmp_path / "a.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(png)
+    img = read_image(png)
+    assert to_radiological(img) is img
+
+
+def test_swapped_in_plane_axes_are_transposed_and_spacing_follows(tmp_path):
+    # i runs to anterior (0.5 mm), j to the patient's left (0.9 mm): columns must become the x (left) axis.
+    affine = np.array([[0, -0.9, 0, 0], [0.5, 0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1.0]])
+    raw = read_image(_save(tmp_path, _marked_volume(), affine))
+    how = display_orientation(raw.meta.affine)
+    assert how == {"transpose": True, "flip_rows": True, "flip_cols": False}
+    shown = to_radiological(raw)
+    assert shown.array.shape == (3, 20, 16)
+    assert shown.meta.spacing == pytest.approx((2.0, 0.5, 0.9))
+    assert nib.aff2axcodes(shown.meta.affine) == ("L", "P", "S")
+    np.testing.assert_array_equal(to_file_order(shown.array, how), raw.array)
+    np.testing.assert_array_equal(orient(raw.array, how), shown.array)
+
+
+@pytest.mark.skipif(not EXAMPLE_CT.is_file(), reason="the TotalSegmentator example is not in ../shared")
+def test_the_112_slice_example_is_shown_radiologically():
+    raw = read_image(EXAMPLE_CT)
+    assert nib.aff2axcodes(raw.meta.affine) == ("R", "A", "S")  # as stored: posterior rows first (upside down)
+    shown = to_radiological(raw)
+    assert shown.array.shape == raw.array.shape == (112, 101, 122)
+    assert nib.aff2axcodes(shown.meta.affine) == ("L", "P", "S")
+    # the table/couch (dense, posterior) is now at the bottom of the slice, air in front of the body at the top
+    sl = shown.array[56].astype(float)
+    assert sl[:10].mean() < sl[-25:].mean()
+
+
+# ----------------------------------------------------------------- API / pages
+@pytest.fixture
+def client(live_app):
+    make_user(live_app, "alice")
+    with TestClient(live_app) as c:
+        c.csrf = login(c, "alice")
+        yield c
+
+
+def _upload(client, path: Path) -> dict:
+    r = client.post("/api/cases", files={"files": (path.name, path.read_bytes())},
+                    data={"pipeline": "segment", "model": "tiny-polyp"}, headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 202, r.text
+    done = wait_done(client, r.json()["cases"][0]["id"])
+    assert done["status"] == "done", done["message"]
+    return done
+
+
+def _slice(client, case_id: str, layer: str, z: int) -> np.ndarray:
+    r = client.get(f"/api/cases/{case_id}/slices/{layer}/{z}")
+    assert r.status_code == 200, r.text
+    shape = tuple(int(s) for s in r.headers["x-shape"].split(","))
+    return np.frombuffer(r.content, dtype=np.dtype(r.headers["x-dtype"]).newbyteorder("<")).reshape(shape)
+
+
+def test_volume_case_serves_oriented_slices_labels_and_attention(client, live_app, tmp_path):
+    rng = np.random.default_rng(1)
+    vol = (rng.random((40, 32, 5)) * 400 - 200).astype(np.int16)
+    vol[2:12, 20:30, 1:4] = 900  # bright block: the untrained model may or may not mark it
+    path = _save(tmp_path, vol, np.diag([0.8, 0.7, 2.5, 1.0]))
+    done = _upload(client, path)
+    cid = done["id"]
+    assert {"view_image", "view_labels", "view_attention", "viewer"} <= {f["kind"] for f in done["files"]}
+    info = read_info(live_app.state.medattn.store.root / cid)
+    assert (info["slices"], info["height"], info["width"], info["colour"]) == (5, 32, 40, False)
+
+    img = _slice(client, cid, "image", 2)
+    assert img.dtype == np.int16 and img.shape == (32, 40)
+    np.testing.assert_array_equal(img, vol[:, :, 2].T[::-1, ::-1])  # RAS file: rows and columns flipped
+    labels = np.stack([_slice(client, cid, "labels", z) for z in range(5)])
+    lesions = done["results"]["lesions"]
+    assert sorted(int(v) for v in np.unique(labels) if v) == [les["number"] for les in lesions]
+    for les in lesions:  # one record per 3D component, its slices as 1-based numbers
+        first, last = les["slices"]
+        zs = np.nonzero((labels == les["number"]).any((1, 2)))[0]
+        assert (first, last) == (zs.min() + 1, zs.max() + 1) and first <= les["slice"] <= last
+        assert les["voxels"] == int((labels == les["number"]).sum())
+        assert les["volume_ml"] == pytest.approx(les["voxels"] * 2.5 * 0.7 * 0.8 / 1000, rel=1e-3)
+    att = _slice(client, cid, "attention", 0)
+    assert att.dtype == np.uint8 and att.shape == (32, 40)
+
+    # the NIfTI export is back in the file's voxel order with the file's affine
+    out = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(client.get(f"/api/cases/{cid}/export/nifti").content))
+    np.testing.assert_allclose(out.affine, np.diag([0.8, 0.7, 2.5, 1.0]))
+    mask = np.load(io.BytesIO(client.get(f"/api/cases/{cid}/files/mask_volume.npy").content))  # display order
+    np.testing.assert_array_equal(np.asarray(out.dataobj).T > 0, mask[:, ::-1, ::-1] > 0)
+    assert not ((labels > 0) & ~mask.astype(bool)).any()  # lesions are the mask less its specks
+
+    assert client.get(f"/api/cases/{cid}/slices/image/5").status_code == 404
+    assert client.get(f"/api/cases/{cid}/slices/processed/0").status_code == 404
+    assert client.get(f"/api/cases/{cid}/slices/secret/0").status_code == 404
+
+    page = client.get(f"/cases/{cid}").text
+    assert 'id="viewer"' in page and 'data-slices="5"' in page and 'id="slice"' in page
+    assert 'id="wl-soft"' not in page  # not CT: no CT presets
+    assert "<details class=\"model-card\"" in page
+    listing = client.get("/").text
+    assert f'data-case-id="{cid}"' in listing and 'class="thumb"' in listing
+
+
+def test_colour_image_case_is_served_as_rgb(client):
+    img = sorted(SAMPLE.glob("*.jpg"))[0]
+    done = _upload(client, img)
+    rgb = _slice(client, done["id"], "image", 0)
+    w, h = Image.open(img).size
+    assert rgb.dtype == np.uint8 and rgb.shape == (h, w, 3)
+    np.testing.assert_array_equal(rgb, np.asarray(Image.open(img).convert("RGB")))
+    labels = _slice(client, done["id"], "labels", 0)
+    assert labels.shape == (h, w) and int(labels.max()) == len(done["results"]["lesions"])
+    page = client.get(f"/cases/{done['id']}").text
+    assert 'data-colour="1"' in page and 'id="wl-tools"' not in page
+    for les in done["results"]["lesions"][:25]:
+        assert f'data-lesion="{les["number"]}"' in page
+
+
+def test_ct_dicom_case_offers_presets_and_the_dicom_window(client):
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("CT_small.dcm"))
+    done = _upload(client, src)
+    page = client.get(f"/cases/{done['id']}").text
+    assert 'data-ct="1"' in page
+    assert 'data-wl="40,400"' in page and 'data-wl="-600,1500"' in page and 'data-wl="300,1500"' in page
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_array_equal(_slice(client, done["id"], "image", 0), hu.astype(np.int16))
+
+
+def test_another_users_case_slices_are_404(client, live_app):
+    done = _upload(client, sorted(SAMPLE.glob("*.jpg"))[0])
+    make_user(live_app, "bob")
+    with TestClient(live_app) as bob:
+        login(bob, "bob")
+        r = bob.get(f"/api/cases/{done['id']}/slices/image/0")
+        assert r.status_code == 404 and r.content != client.get(f"/api/cases/{done['id']}/slices/image/0").content
+    with TestClient(live_app) as anon:
+        assert anon.get(f"/api/cases/{done['id']}/slices/image/0").status_code == 401
