@@ -200,3 +200,193 @@ def test_another_users_case_slices_are_404(client, live_app):
         assert r.status_code == 404 and r.content != client.get(f"/api/cases/{done['id']}/slices/image/0").content
     with TestClient(live_app) as anon:
         assert anon.get(f"/api/cases/{done['id']}/slices/image/0").status_code == 401
+
+
+def test_hu_valued_gray_volume_without_modality_counts_as_ct(tmp_path):
+    from medattn.app.viewer import viewer_files
+    from medattn.io.base import ImageData, ImageMeta
+
+    hu = np.full((2, 8, 8), -1000, np.int16)
+    viewer_files(tmp_path, image=ImageData(hu, ImageMeta(layout="ZHW", format="nifti")))
+    assert read_info(tmp_path)["ct"] is True
+    viewer_files(tmp_path, image=ImageData(hu + 1200, ImageMeta(layout="ZHW", format="nifti")))
+    assert read_info(tmp_path)["ct"] is False
+
+
+# ------------------------------------------------------------------- browser
+def seed_case(settings, username: str, image, prob: np.ndarray, attention: np.ndarray | None = None,
+              title: str = "volume", spacing=None, input_format: str = "nifti") -> str:
+    """A finished segmentation case written straight into the app's database and store (no model run).
+
+    ``image``: ``ImageData`` as the viewer shows it; ``prob``: (Z, H, W) or (H, W) lesion probability.
+    """
+    import tempfile
+
+    from medattn.app.db import Case, Database, User
+    from medattn.app.lesions import MinSize, find_lesions
+    from medattn.app.storage import CaseStore
+    from medattn.app.viewer import viewer_files
+    from medattn.inference.render import to_rgb8
+    from medattn.io import apply_window, write_image
+    from sqlalchemy import select
+
+    labels, lesions = find_lesions(prob, 0.5, spacing, MinSize(px=4))
+    volume = prob.ndim == 3
+    k = lesions[0]["slice"] - 1 if volume and lesions else 0
+    a = image.array[k] if volume else image.array
+    preview = to_rgb8(a) if a.dtype == np.uint8 else (apply_window(a, "soft_tissue") * 255 + 0.5).astype(np.uint8)
+    db, store = Database(settings.database_url), CaseStore(settings.cases_dir)
+    with tempfile.TemporaryDirectory() as tmp, db.session() as s:
+        tmp = Path(tmp)
+        write_image(tmp / "preview.png", preview)
+        files = [("preview", tmp / "preview.png", "preview.png"),
+                 *viewer_files(tmp, image=image, labels=labels, attention=attention)]
+        user = s.scalar(select(User).where(User.username == username))
+        case = Case(owner_id=user.id, title=title, pipeline="segment", model_name="reference-mask", status="done",
+                    progress=1.0, input_name=title, input_format=input_format, modality=image.meta.modality,
+                    meta={"shape": list(image.array.shape)},
+                    results={"lesions": lesions, "min_lesion_area_px": 4, "shown_slice": k,
+                             "spacing": list(spacing[-2:]) if spacing else None})
+        s.add(case)
+        s.flush()
+        for kind, path, name in files:
+            store.add_file(s, case, kind, path, name)
+        s.commit()
+        return case.id
+
+
+def synthetic_ct() -> tuple[object, np.ndarray, np.ndarray]:
+    """A 12-slice HU phantom: air, a soft-tissue body, a bone ring, two 'lesions' (one spanning 5 slices)."""
+    from medattn.io.base import ImageData, ImageMeta
+
+    z, y, x = np.indices((12, 96, 128))
+    body = ((y - 48) / 40) ** 2 + ((x - 64) / 56) ** 2 <= 1
+    hu = np.where(body, 40, -1000).astype(np.int16)
+    hu[(((y - 48) / 40) ** 2 + ((x - 64) / 56) ** 2 > 0.8) & body] = 700
+    prob = np.zeros(hu.shape, np.float32)
+    prob[((z - 5) ** 2 / 4 + ((y - 40) / 10) ** 2 + ((x - 50) / 12) ** 2) <= 1] = 0.9
+    prob[(z == 8) & ((y - 60) ** 2 + (x - 85) ** 2 <= 16)] = 0.7
+    att = np.clip(prob + 0.3 * body, 0, 1)
+    image = ImageData(hu, ImageMeta(layout="ZHW", format="nifti", spacing=(2.5, 0.8, 0.8)))
+    return image, prob, att
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser_server(tmp_path):
+    """`medattn serve` in a subprocess with one user and a seeded CT volume case."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from medattn.app.db import Database
+    from medattn.app.security import create_user
+    from medattn.app.settings import AppSettings
+
+    settings = AppSettings(data_dir=tmp_path / "data")
+    settings.ensure_dirs()
+    with Database(settings.database_url).session() as s:
+        create_user(s, "clinician", "browser-test-pw")
+        s.commit()
+    image, prob, att = synthetic_ct()
+    case_id = seed_case(settings, "clinician", image, prob, att, title="phantom CT", spacing=(2.5, 0.8, 0.8))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MEDATTN_DATA_DIR": str(settings.data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "medattn", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            raise AssertionError("server did not start")
+        yield base, case_id
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def open_browser(p):
+    return p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+def sign_in(page, base: str) -> None:
+    page.goto(base + "/login")
+    page.fill("input[name=username]", "clinician")
+    page.fill("input[name=password]", "browser-test-pw")
+    page.click("#login-submit")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_volume_viewer(browser_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, case_id = browser_server
+    with sync_playwright() as p:
+        browser = open_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            external: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith(base) else external.append(r.url))
+            sign_in(page, base)
+            row = page.locator(f'tr[data-case-id="{case_id}"]')
+            expect(row.locator(".lesion-count")).to_have_text("2")
+            expect(row.locator("img.thumb")).to_be_visible()
+            row.locator("a").last.click()
+
+            viewer = page.locator("#viewer")
+            expect(viewer).to_have_attribute("data-drawn-slice", "6")  # the largest lesion's slice
+            expect(page.locator("#slice-number")).to_have_text("Slice 6 / 12")
+            expect(viewer).to_have_attribute("data-current-window", "40,400")  # CT: soft tissue first
+            canvas = "document.getElementById('view-canvas').toDataURL()"
+
+            page.fill("#slice", "3")
+            expect(page.locator("#slice-number")).to_have_text("Slice 3 / 12")
+            expect(viewer).to_have_attribute("data-drawn-slice", "3")
+
+            before = page.evaluate(canvas)
+            page.click("#wl-lung")
+            expect(viewer).to_have_attribute("data-current-window", "-600,1500")
+            expect(page.locator("#wl-lung")).to_have_attribute("aria-pressed", "true")
+            assert page.evaluate(canvas) != before
+
+            # a table row jumps to its lesion's slice and highlights it; its number is drawn
+            page.click('#lesions tr[data-lesion="2"]')
+            expect(viewer).to_have_attribute("data-drawn-slice", "9")
+            expect(page.locator('#lesions tr[data-lesion="2"]')).to_have_class("selected")
+            expect(viewer).to_have_attribute("data-numbers-shown", "2")
+            page.click('#lesions tr[data-lesion="1"]')
+            expect(viewer).to_have_attribute("data-drawn-slice", "6")
+
+            count_mask = """() => { const c = document.getElementById('view-canvas');
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+              for (let i = 0; i < d.length; i += 4) if (d[i + 1] > d[i] + 60 && d[i + 2] > d[i] + 60) n++;
+              return n; }"""  # the highlighted lesion is drawn in cyan
+            filled = page.evaluate(count_mask)
+            page.check("#outline")
+            outlined = page.evaluate(count_mask)
+            assert 0 < outlined < filled, (outlined, filled)
+
+            shown = page.evaluate(canvas)
+            page.click("#zoom-in")
+            assert page.evaluate(canvas) != shown
+            page.fill("#attention-opacity", "60")
+            expect(page.locator(".colorbar-ramp")).to_be_visible()
+            page.locator("#viewport").screenshot(path=tmp_path / "viewer.png")
+            assert external == [], f"pages fetched outside resources: {external}"
+        finally:
+            browser.close()

@@ -21,7 +21,9 @@ Layers: at processing time :func:`viewer_files` writes ``.npy`` stacks of shape
 - ``attention``: the attention map scaled to uint8 0..255.
 
 ``viewer.json`` holds the DICOM window (centre, width) when the file has one and
-whether the image is CT (the viewer then offers the CT presets).
+whether the image is CT (DICOM modality CT, or a gray image without a modality
+whose values reach air, < -500 HU, like a CT NIfTI): the viewer then offers the
+CT presets and opens in the soft-tissue window.
 """
 
 from __future__ import annotations
@@ -158,8 +160,9 @@ def viewer_files(tmp: Path, *, image: Any = None, processed: np.ndarray | None =
         if layout.endswith("C"):
             a = a[..., :3] if a.shape[-1] >= 3 else np.repeat(a[..., :1], 3, -1)
             a = a if a.dtype == np.uint8 else _to_uint8(a)
-        files.append(_save(tmp, "image", _stack(_values(a), volume)))
-        info = {"window": _dicom_window(image.meta), "ct": (image.meta.modality or "").upper() == "CT"}
+        values = _values(a)
+        files.append(_save(tmp, "image", _stack(values, volume)))
+        info = {"window": _dicom_window(image.meta), "ct": _looks_ct(image.meta, values)}
         (tmp / INFO_NAME).write_text(json.dumps(info))
         files.append(("viewer", tmp / INFO_NAME, INFO_NAME))
     if processed is not None:
@@ -172,6 +175,15 @@ def viewer_files(tmp: Path, *, image: Any = None, processed: np.ndarray | None =
         att = (att * 255 + 0.5).astype(np.uint8)
         files.append(_save(tmp, "attention", att if att.ndim == 3 else att[None]))
     return files
+
+
+def _looks_ct(meta: Any, values: np.ndarray) -> bool:
+    """CT by its DICOM modality; without one (NIfTI), a gray image whose values reach air in HU (< -500)."""
+    modality = (meta.modality or "").upper()
+    if modality:
+        return modality == "CT"
+    gray = not meta.layout.endswith("C") and values.dtype != np.uint8
+    return gray and values.size > 0 and float(values.min()) < -500
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
