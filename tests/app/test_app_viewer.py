@@ -222,13 +222,14 @@ def seed_case(settings, username: str, image, prob: np.ndarray, attention: np.nd
     """
     import tempfile
 
+    from sqlalchemy import select
+
     from medattn.app.db import Case, Database, User
     from medattn.app.lesions import MinSize, find_lesions
     from medattn.app.storage import CaseStore
     from medattn.app.viewer import viewer_files
     from medattn.inference.render import to_rgb8
     from medattn.io import apply_window, write_image
-    from sqlalchemy import select
 
     labels, lesions = find_lesions(prob, 0.5, spacing, MinSize(px=4))
     volume = prob.ndim == 3
