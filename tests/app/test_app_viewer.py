@@ -176,19 +176,23 @@ def test_colour_image_case_is_served_as_rgb(client):
         assert f'data-lesion="{les["number"]}"' in page
 
 
-def test_ct_dicom_case_offers_presets_and_the_dicom_window(client):
+def test_ct_dicom_case_offers_presets_and_the_dicom_window(client, tmp_path):
+    import pydicom
     from pydicom.data import get_testdata_file
 
     src = Path(get_testdata_file("CT_small.dcm"))
     done = _upload(client, src)
     page = client.get(f"/cases/{done['id']}").text
-    assert 'data-ct="1"' in page
+    assert 'data-ct="1"' in page and 'id="wl-dicom"' not in page  # CT_small has no window
     assert 'data-wl="40,400"' in page and 'data-wl="-600,1500"' in page and 'data-wl="300,1500"' in page
-    import pydicom
-
     ds = pydicom.dcmread(src)
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     np.testing.assert_array_equal(_slice(client, done["id"], "image", 0), hu.astype(np.int16))
+
+    ds.WindowCenter, ds.WindowWidth = ["50", "-500"], ["350", "1400"]  # two windows: the first is the default
+    ds.save_as(tmp_path / "windowed.dcm")
+    page = client.get(f"/cases/{_upload(client, tmp_path / 'windowed.dcm')['id']}").text
+    assert 'data-window="50.0,350.0"' in page and 'id="wl-dicom"' in page
 
 
 def test_another_users_case_slices_are_404(client, live_app):

@@ -145,7 +145,7 @@
         if (!b) box[l] = [x, y, x, y];
         else { if (x < b[0]) b[0] = x; if (x > b[2]) b[2] = x; if (y < b[1]) b[1] = y; if (y > b[3]) b[3] = y; }
       }
-      ctx.font = "bold " + Math.round(14 * dpr) + "px system-ui, sans-serif";
+      ctx.font = "bold " + Math.round(16 * dpr) + "px system-ui, sans-serif";
       ctx.textBaseline = "bottom";
       ctx.lineWidth = 3 * dpr; ctx.strokeStyle = "#000";
       const shown = [];
