@@ -14,8 +14,10 @@ from PIL import Image
 from medattn.app.viewer import display_orientation, orient, read_info, to_file_order, to_radiological
 from medattn.io import read_image
 
+from . import test_app_cases
 from .conftest import login, make_user, wait_done
 
+den_client = test_app_cases.den_client  # the fixture with a small denoiser installed
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
 EXAMPLE_CT = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct" / "totalsegmentator-example" / "example_ct.nii.gz"
 
@@ -193,6 +195,27 @@ def test_ct_dicom_case_offers_presets_and_the_dicom_window(client, tmp_path):
     ds.save_as(tmp_path / "windowed.dcm")
     page = client.get(f"/cases/{_upload(client, tmp_path / 'windowed.dcm')['id']}").text
     assert 'data-window="50.0,350.0"' in page and 'id="wl-dicom"' in page
+
+
+def test_denoised_ras_volume_is_oriented_like_its_input(den_client, tmp_path):
+    """The denoiser re-reads the file: its output must be flipped like the input before it is shown or segmented."""
+    z, y, x = np.indices((4, 48, 40))
+    hu = np.where((y < 30) & (x < 15), 300, -50) + (z * 10)  # an asymmetric block
+    vol = hu.transpose(2, 1, 0).astype(np.int16)  # (x, y, z) for nibabel
+    path = _save(tmp_path, vol, np.diag([0.7, 0.7, 2.0, 1.0]))
+    r = den_client.post("/api/cases", files={"files": (path.name, path.read_bytes())},
+                        data={"pipeline": "denoise+segment", "model": "tiny-ldct+tiny-polyp"},
+                        headers={"X-CSRF-Token": den_client.csrf})
+    assert r.status_code == 202, r.text
+    done = wait_done(den_client, r.json()["cases"][0]["id"])
+    assert done["status"] == "done", done["message"]
+    image = _slice(den_client, done["id"], "image", 1).astype(float)
+    processed = _slice(den_client, done["id"], "processed", 1).astype(float)
+    np.testing.assert_array_equal(image, hu[1, ::-1, ::-1])
+    assert np.corrcoef(image.ravel(), processed.ravel())[0, 1] > 0.9
+    assert np.corrcoef(image[::-1].ravel(), processed.ravel())[0, 1] < 0.5
+    page = den_client.get(f"/cases/{done['id']}").text
+    assert 'data-base="processed"' in page and 'data-base="image"' in page
 
 
 def test_another_users_case_slices_are_404(client, live_app):
