@@ -60,31 +60,34 @@ def feret_diameter(mask: np.ndarray, spacing: Sequence[float] | None = None) -> 
 
     Pixels are squares (``spacing`` = (row, column) size, default 1), so a single
     pixel measures its diagonal and a row of ``n`` pixels ``sqrt(n² + 1)``.
-    Only the corners of the pixels on the convex hull can be the ends, so the
-    pairwise search runs over the hull's vertices.
     """
     mask = np.asarray(mask, bool)
     if mask.ndim != 2:
         raise ValueError(f"expected a 2D mask, got shape {mask.shape}")
-    if not mask.any():
-        return 0.0
-    dy, dx = (float(spacing[0]), float(spacing[1])) if spacing is not None else (1.0, 1.0)
-    corners = _pixel_corners(mask) * np.array([dy, dx])
-    try:
-        pts = corners[ConvexHull(corners).vertices]
-    except QhullError:  # degenerate (cannot happen for square pixels, but stay safe)
-        pts = corners
-    d = pts[:, None, :] - pts[None, :, :]
-    return float(np.sqrt((d**2).sum(-1)).max())
+    return _max_distance(_hull_corners(mask), spacing) if mask.any() else 0.0
 
 
-def _pixel_corners(mask: np.ndarray) -> np.ndarray:
-    """(N, 2) unique (row, column) corners of the pixels on the mask's outline."""
+def _hull_corners(mask: np.ndarray) -> np.ndarray:
+    """(N, 2) (row, column) pixel corners on the convex hull of a non-empty mask.
+
+    Only these can be the ends of the longest chord, whatever the pixel spacing:
+    scaling the axes maps the hull's vertices onto the scaled hull's vertices.
+    """
     edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
     r, c = np.nonzero(edge)
     offsets = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
-    pts = (np.stack([r, c], 1)[:, None, :] + offsets[None]).reshape(-1, 2)
-    return np.unique(pts, axis=0).astype(float)
+    pts = (np.stack([r, c], 1)[:, None, :] + offsets[None]).reshape(-1, 2).astype(float)
+    try:
+        return pts[ConvexHull(pts).vertices]
+    except QhullError:  # degenerate (cannot happen for square pixels, but stay safe)
+        return pts
+
+
+def _max_distance(pts: np.ndarray, spacing: Sequence[float] | None) -> float:
+    if spacing is not None:
+        pts = pts * np.array([float(spacing[0]), float(spacing[1])])
+    d = pts[:, None, :] - pts[None, :, :]
+    return float(np.sqrt((d**2).sum(-1)).max())
 
 
 def find_lesions(prob: np.ndarray, threshold: float = 0.5, spacing: Sequence[float] | None = None,
@@ -108,11 +111,12 @@ def find_lesions(prob: np.ndarray, threshold: float = 0.5, spacing: Sequence[flo
     for idx, box in enumerate(ndimage.find_objects(comp), 1):
         if box is None:
             continue
-        rec = _measure(comp[box] == idx, vol[box], box, sp)
-        if rec["area_px"] < min_size.px or (min_size.mm2 is not None and rec["area_mm2"] is not None
-                                             and rec["area_mm2"] < min_size.mm2):
-            continue
-        found.append((idx, rec))
+        mask_box = comp[box] == idx
+        largest = int(mask_box.reshape(mask_box.shape[0], -1).sum(1).max())
+        if largest < min_size.px or (min_size.mm2 is not None and sp is not None
+                                     and largest * sp[1] * sp[2] < min_size.mm2):
+            continue  # a speck: not measured
+        found.append((idx, _measure(mask_box, vol[box], box, sp)))
     found.sort(key=lambda t: (-t[1]["voxels"], -t[1]["area_px"]))
     if len(found) > np.iinfo(np.uint16).max:
         raise ValueError(f"{len(found)} lesions: more than a uint16 label map holds")
@@ -148,8 +152,9 @@ def _measure(mask: np.ndarray, prob: np.ndarray, box: tuple[slice, ...],
     k = int(np.argmax(per_slice))
     z0 = box[0].start
     inplane = sp[1:] if sp is not None else None
-    diam_px = max(feret_diameter(m) for m in mask if m.any())
-    diam_mm = max(feret_diameter(m, inplane) for m in mask if m.any()) if inplane else None
+    hulls = [_hull_corners(m) for m in mask if m.any()]
+    diam_px = max(_max_distance(h, None) for h in hulls)
+    diam_mm = max(_max_distance(h, inplane) for h in hulls) if inplane else None
     area = int(per_slice[k])
     rows, cols = np.nonzero(mask[k])
     vals = prob[mask]
