@@ -340,7 +340,7 @@ def browser_server(tmp_path):
                 time.sleep(0.25)
         else:
             raise AssertionError("server did not start")
-        yield base, case_id
+        yield base, case_id, settings
     finally:
         proc.terminate()
         proc.wait(20)
@@ -363,7 +363,7 @@ def sign_in(page, base: str) -> None:
 def test_browser_volume_viewer(browser_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    base, case_id = browser_server
+    base, case_id, _ = browser_server
     with sync_playwright() as p:
         browser = open_browser(p)
         try:
@@ -416,5 +416,39 @@ def test_browser_volume_viewer(browser_server, tmp_path):
             expect(page.locator(".colorbar-ramp")).to_be_visible()
             page.locator("#viewport").screenshot(path=tmp_path / "viewer.png")
             assert external == [], f"pages fetched outside resources: {external}"
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_case_list_refreshes_while_a_case_runs(browser_server):
+    from playwright.sync_api import expect, sync_playwright
+    from sqlalchemy import select
+
+    from medattn.app.db import Case, Database, User
+
+    base, _, settings = browser_server
+    db = Database(settings.database_url)
+    with db.session() as s:  # a case the worker is running (written here, not submitted: nothing else moves it)
+        owner = s.scalar(select(User).where(User.username == "clinician"))
+        case = Case(owner_id=owner.id, title="running case", pipeline="segment", status="running", progress=0.4,
+                    input_name="x.png", input_format="png", meta={}, results={})
+        s.add(case)
+        s.commit()
+        running_id = case.id
+    with sync_playwright() as p:
+        browser = open_browser(p)
+        try:
+            page = browser.new_page()
+            sign_in(page, base)
+            row = page.locator(f'tr[data-case-id="{running_id}"]')
+            expect(row.locator(".status")).to_have_text("running")
+            expect(row.locator(".mini-progress span")).to_have_attribute("style", "width: 40%;", timeout=5000)
+            with db.session() as s:
+                c = s.get(Case, running_id)
+                c.status, c.progress, c.results = "done", 1.0, {"lesions": [{"number": 1}, {"number": 2}]}
+                s.commit()
+            expect(row.locator(".status")).to_have_text("done", timeout=8000)  # reloaded without a click
+            expect(row.locator(".lesion-count")).to_have_text("2")
         finally:
             browser.close()
