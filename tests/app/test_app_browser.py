@@ -94,12 +94,11 @@ def test_sign_in_upload_segment_report(server, tmp_path):
             page.click("#submit-case")
 
             expect(page.locator("#case-status")).to_have_text("done", timeout=90_000)
-            overlay = page.locator("#panel-overlay img").first
-            expect(overlay).to_be_visible()
-            assert page.evaluate("document.querySelector('#panel-overlay img').naturalWidth") > 0
+            expect(page.locator("#viewer")).to_have_attribute("data-drawn-slice", "1")  # the canvas viewer drew
+            before = page.evaluate("document.getElementById('view-canvas').toDataURL()")
             page.fill("#opacity", "80")
-            page.dispatch_event("#opacity", "input")
-            assert page.evaluate("document.getElementById('overlay-layer').style.opacity") == "0.8"
+            page.fill("#attention-opacity", "50")
+            assert page.evaluate("document.getElementById('view-canvas').toDataURL()") != before
             expect(page.locator("text=does not replace a clinician").first).to_be_visible()
             page.screenshot(path=shots / "3-result.png", full_page=True)
 

@@ -30,6 +30,7 @@ def _view(hu_slice: np.ndarray) -> np.ndarray:
 def denoise_case(data: Any, model: str, user_models: dict[str, Path], inputs: list[Path], input_format: str,
                  tmp: Path, progress: Progress, start: float, span: float) -> tuple[ProcessResult, np.ndarray]:
     """Denoise the case input; returns the result files and the denoised slices (HU, (Z, H, W))."""
+    from medattn.app.viewer import match_orientation
     from medattn.denoise.apply import estimate_noise_hu, load_denoiser, plan_jobs
     from medattn.io import read_dicom_series, read_image
 
@@ -76,7 +77,7 @@ def denoise_case(data: Any, model: str, user_models: dict[str, Path], inputs: li
 
     before = data.array if data.array.ndim == 3 else data.array[None]
     after = result.array if result.array.ndim == 3 else result.array[None]
-    after = after.astype(np.float32)
+    after = match_orientation(after.astype(np.float32), data.meta)  # the input was shown radiologically
     k = before.shape[0] // 2
     hu_input = data.meta.modality is not None or data.array.dtype != np.uint8
     to_view = _view if hu_input else (lambda a: np.clip(a, 0, 255).astype(np.uint8))

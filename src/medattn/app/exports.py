@@ -70,9 +70,11 @@ def _nifti(case: Case, mask: np.ndarray) -> bytes:
     import tempfile
     from pathlib import Path
 
+    from medattn.app.viewer import to_file_order
     from medattn.io import ImageMeta, write_image
 
     vol = (mask if mask.ndim == 3 else mask[None]).astype(np.uint8)
+    vol = to_file_order(vol, case.meta.get("display_orientation"))  # the input file's voxel order and affine
     affine = case.meta.get("affine")
     spacing = case.results.get("spacing")
     if spacing is not None and len(spacing) == 2:

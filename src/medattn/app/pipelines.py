@@ -31,6 +31,7 @@ from medattn.app.modelcards import (  # noqa: F401  (re-exported: the applicatio
 )
 from medattn.app.processing import ProcessResult, Progress, case_meta, load_input, slices
 from medattn.app.storage import CaseStore
+from medattn.app.viewer import to_radiological, viewer_files
 from medattn.errors import MedattnError
 
 OVERRIDE_HINT = "to run it anyway, send allow_modality_mismatch=true (the form's override box)"
@@ -70,8 +71,9 @@ def _run_segment(ctx: RunContext, models: list[str]) -> ProcessResult:
 def _run_denoise(ctx: RunContext, models: list[str]) -> ProcessResult:
     from medattn.app.denoising import denoise_case
 
-    res, _ = denoise_case(ctx.data, models[0], ctx.user_models, ctx.inputs, ctx.input_format, ctx.tmp,
-                          ctx.progress, 0.05, 0.9)
+    res, denoised = denoise_case(ctx.data, models[0], ctx.user_models, ctx.inputs, ctx.input_format, ctx.tmp,
+                                 ctx.progress, 0.05, 0.9)
+    res.files += viewer_files(ctx.tmp, processed=denoised)
     return res
 
 
@@ -84,6 +86,7 @@ def _run_denoise_segment(ctx: RunContext, models: list[str]) -> ProcessResult:
     seg = segment_case(list(denoised), type(ctx.data)(denoised, ctx.data.meta), models[1], ctx.user_models,
                        ctx.tmp, ctx.progress, 0.5, 0.45, slices(ctx.data)[1])
     res.files += [f for f in seg.files if f[0] != "preview"]
+    res.files += viewer_files(ctx.tmp, processed=denoised)
     res.results.update(seg.results)
     return res
 
@@ -276,8 +279,12 @@ def process(pipeline: str, model: str | None, inputs: list[Path], input_format: 
         raise MedattnError(f"no model for every step of pipeline {pipeline!r} in {model!r}")
     progress(0.02, "reading the input")
     data = load_input(inputs, input_format, tmp)
+    meta = case_meta(data, inputs)  # the file's geometry: exports write masks back in its voxel order
+    data = to_radiological(data)  # volumes are processed and shown in radiological orientation
+    meta["display_orientation"] = data.meta.extra.get("display_orientation")
     res = p.run(RunContext(data, inputs, input_format, tmp, progress, user_models or {}), models)
-    res.meta = {**case_meta(data, inputs), **res.meta}
+    res.meta = {**meta, **res.meta}
+    res.files += viewer_files(tmp, image=data)
     progress(0.98, "saving results")
     return res
 

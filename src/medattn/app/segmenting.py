@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from medattn.app.lesions import find_lesions, min_size_from_card
 from medattn.app.processing import ProcessResult, Progress, load_cached, save_png, user_model_path
+from medattn.app.viewer import viewer_files
 
 
 def segment_case(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
@@ -43,26 +45,12 @@ def segment_case(slices: list[np.ndarray], data: Any, model: str, user_models: d
     vol = masks.astype(np.uint8) if volume else masks[0].astype(np.uint8)
     np.save(tmp / "mask_volume.npy", vol)
     res.files.append(("mask_volume", tmp / "mask_volume.npy", "mask_volume.npy"))
-    res.results = {**measure_lesions_of(probs, spacing, volume), "spacing": list(spacing) if spacing else None,
-                   "shown_slice": k, "model": lm.name}
+    # One lesion = one connected component (3D in a volume); specks below the card's minimum size are dropped.
+    min_size = min_size_from_card(lm.card, probs[0].shape)
+    labels, lesions = find_lesions(np.stack(probs) if volume else probs[0], 0.5,
+                                   data.meta.spacing if volume else spacing, min_size)
+    res.files += viewer_files(tmp, labels=labels, attention=np.stack(atts) if volume else atts[0])
+    res.results = {"lesions": lesions, "min_lesion_area_px": min_size.px, "min_lesion_area_mm2": min_size.mm2,
+                   "spacing": list(spacing) if spacing else None, "shown_slice": k, "model": lm.name}
     return res
 
-
-def measure_lesions_of(probs: list[np.ndarray], spacing: Any, volume: bool) -> dict[str, Any]:
-    """The lesion table of a case from its per-slice probabilities: ``{"lesions": [...], "min_lesion_area_px"}``.
-
-    (The lesion measurement proper lives in :func:`medattn.inference.measure_lesions`; this is the one call the
-    pipeline makes, so a 3D measurement can replace it in one place.)
-    """
-    from medattn.inference import measure_lesions
-
-    lesions = []
-    # Specks below 0.01 % of the slice (at least 4 px) are noise, not lesions a reader would review.
-    min_area = max(4, int(1e-4 * probs[0].size))
-    for i, p in enumerate(probs):
-        for les in measure_lesions(p, 0.5, spacing, min_area=min_area):
-            if volume:
-                les["slice"] = i
-            lesions.append(les)
-    lesions.sort(key=lambda r: -r["area_px"])
-    return {"lesions": lesions, "min_lesion_area_px": min_area}

@@ -253,6 +253,9 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
             return render(request, "login.html", None, next=next, error="Wrong user name or password.")
         throttle.succeeded(username)
         sid = await run_in_threadpool(start_session, s, user, settings.session_max_age)
+        # Committed before the redirect goes out: the dependency's own commit runs after the response is sent,
+        # and the browser's next request (following the redirect) must find the session.
+        await run_in_threadpool(s.commit)
         request.session.clear()
         request.session["sid"] = sid
         request.session["csrf"] = new_csrf_token()
@@ -261,6 +264,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, s: DbSession, user: PageUser) -> Response:
         end_session(s, request.session.get("sid"))  # the cookie stops working, wherever a copy of it is
+        s.commit()  # before the response: a copy of the cookie must fail from the very next request
         request.session.clear()
         return RedirectResponse("/login", 303)
 
@@ -295,7 +299,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     def case_page(request: Request, case_id: str, s: DbSession, user: PageUser) -> HTMLResponse:
         case = _get_case(s, user, case_id)
         return render(request, "case.html", user, case=case, card=pipelines.model_card(case.model_name),
-                      files={f.kind: f for f in case.files})
+                      files={f.kind: f for f in case.files}, viewer=_viewer_info(request, case))
 
     @app.get("/tokens", response_class=HTMLResponse, include_in_schema=False)
     def tokens_page(request: Request, s: DbSession, user: PageUser, created: str = "") -> HTMLResponse:
@@ -306,6 +310,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     def create_token_form(request: Request, s: DbSession, user: PageUser,
                           name: Annotated[str, Form()] = "token") -> Response:
         _, plain = create_token(s, user, name)
+        s.commit()  # before the response (the dependency commits only after it is sent)
         request.session["new_token"] = plain
         return RedirectResponse("/tokens", 303)
 
@@ -315,6 +320,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         if tok is None or tok.user_id != user.id:
             raise HTTPException(404, "token not found")
         s.delete(tok)
+        s.commit()  # revoked before the response goes out
         return RedirectResponse("/tokens", 303)
 
     # -------------------------------------------------------------------- API
@@ -363,7 +369,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         if case.status in ("queued", "running"):
             raise HTTPException(409, "case is still being processed")
         s.delete(case)
-        s.flush()
+        s.commit()  # the row first, then the files: a failed commit leaves the case whole
         _state(request).store.delete_case(case_id)
         return Response(status_code=204)
 
@@ -378,6 +384,16 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         return FileResponse(path, media_type=cf.media_type,
                             filename=cf.name if download else None,
                             content_disposition_type="attachment" if download else "inline")
+
+    @app.get("/api/cases/{case_id}/slices/{layer}/{z}", tags=["cases"])
+    def case_slice(request: Request, case_id: str, layer: str, z: int, s: DbSession, user: ApiUser) -> Response:
+        """Slice ``z`` (0-based) of a viewer layer as raw little-endian pixels for the browser to draw.
+
+        ``layer``: ``image`` (input values, HU for CT), ``processed`` (denoised), ``labels``
+        (lesion numbers), ``attention`` (0..255). Headers ``X-Dtype`` (uint8, uint16, int16,
+        float32) and ``X-Shape`` (``H,W`` or ``H,W,3``) say how to read the body.
+        """
+        return _slice_response(request, _get_case(s, user, case_id), layer, z)
 
     @app.get("/api/cases/{case_id}/report.pdf", tags=["exports"])
     def report(request: Request, case_id: str, s: DbSession, user: ApiUser) -> Response:
@@ -418,6 +434,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
     def new_token(s: DbSession, user: ApiUser, name: Annotated[str, Form()] = "token") -> dict[str, Any]:
         """Create a personal API token. The token is shown once; only its hash is stored."""
         tok, plain = create_token(s, user, name)
+        s.commit()  # usable as soon as the client reads it
         return {"id": tok.id, "name": tok.name, "token": plain}
 
     @app.delete("/api/tokens/{token_id}", status_code=204, tags=["accounts"])
@@ -426,6 +443,7 @@ def create_app(settings: AppSettings | None = None, start_worker: bool = True) -
         if tok is None or tok.user_id != user.id:
             raise HTTPException(404, "token not found")
         s.delete(tok)
+        s.commit()  # revoked before the response goes out
         return Response(status_code=204)
 
     @app.exception_handler(HTTPException)
@@ -448,6 +466,28 @@ def _query_cases(s: Session, user: User, q: str, status: str, pipeline: str, lim
     if pipeline:
         query = query.where(Case.pipeline == pipeline)
     return list(s.scalars(query.order_by(Case.created_at.desc()).limit(limit).offset(offset)))
+
+
+def _viewer_info(request: Request, case: Case) -> dict[str, Any] | None:
+    from medattn.app.viewer import read_info
+
+    return read_info(_state(request).store.root / case.id) if case.status == "done" else None
+
+
+def _slice_response(request: Request, case: Case, layer: str, z: int) -> Response:
+    from medattn.app.viewer import read_slice
+
+    if case.status != "done":
+        raise HTTPException(404, "no viewer data: the case is not done")
+    try:
+        data, dtype, shape = read_slice(_state(request).store.root / case.id, layer, z)
+    except KeyError:
+        raise HTTPException(404, f"this case has no {layer!r} layer") from None
+    except IndexError:
+        raise HTTPException(404, f"slice {z} is out of range") from None
+    return Response(data, media_type="application/octet-stream",
+                    headers={"X-Dtype": dtype.name, "X-Shape": ",".join(map(str, shape)),
+                             "Cache-Control": "private, max-age=3600"})
 
 
 def _require_done(case: Case) -> None:

@@ -1,4 +1,4 @@
-// medattn pages: progress polling for running cases, overlay opacity, model list per pipeline.
+// medattn pages: progress polling for running cases, the case viewer, case-list refresh, model list per pipeline.
 (function () {
   "use strict";
 
@@ -18,13 +18,24 @@
     }, 700);
   }
 
-  function overlayOpacity() {
-    const slider = document.getElementById("opacity");
-    const layer = document.getElementById("overlay-layer");
-    if (!slider || !layer) return;
-    const apply = function () { layer.style.opacity = String(slider.value / 100); };
-    slider.addEventListener("input", apply);
-    apply();
+  // Case list: while a case is queued or running, poll the API and reload when a status changes.
+  function refreshCaseList() {
+    const rows = document.querySelectorAll("tr[data-case-status]");
+    const busy = function (st) { return st === "queued" || st === "running"; };
+    if (!Array.from(rows).some(function (r) { return busy(r.dataset.caseStatus); })) return;
+    const timer = setInterval(async function () {
+      let r;
+      try { r = await fetch("/api/cases?limit=500", { credentials: "same-origin" }); } catch (e) { return; }
+      if (!r.ok) return;
+      const now = {};
+      for (const c of (await r.json()).cases) now[c.id] = c;
+      for (const row of rows) {
+        const c = now[row.dataset.caseId];
+        if (c && c.status !== row.dataset.caseStatus) { clearInterval(timer); location.reload(); return; }
+        const bar = row.querySelector(".mini-progress span");
+        if (c && bar) bar.style.width = Math.round(c.progress * 100) + "%";
+      }
+    }, 2000);
   }
 
   function modelChoices() {
@@ -47,7 +58,9 @@
   document.addEventListener("DOMContentLoaded", function () {
     const section = document.getElementById("case");
     if (section && (section.dataset.status === "queued" || section.dataset.status === "running")) pollCase(section);
-    overlayOpacity();
+    const viewer = document.getElementById("viewer");
+    if (viewer && window.MedattnViewer) window.MedattnViewer(viewer);
+    refreshCaseList();
     modelChoices();
   });
 })();
