@@ -212,3 +212,59 @@ def test_real_ct_series_upload_and_dicom_seg_export(shared_data, alice, app, tmp
     assert media_type == "application/dicom" and seg.Modality == "SEG"
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
     assert str(seg.PatientName) == "" and "AdmissionID" not in seg
+
+
+PATIENT_FILE = "Doe_Johnathan_PID-7734219.dcm"
+
+
+def _upload_named(client, name: str = PATIENT_FILE) -> dict:
+    raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    r = client.post("/api/cases", files={"files": (name, raw)}, data={"pipeline": "denoise"},
+                    headers={"X-CSRF-Token": client.csrf})
+    assert r.status_code == 202, r.text
+    return r.json()["cases"][0]
+
+
+def test_patient_file_name_is_not_kept(alice, app, settings):
+    from medattn.app.db import Case
+    from medattn.app.reports import build_report
+
+    case = _upload_named(alice)
+    listing = alice.get(f"/api/cases/{case['id']}").text + alice.get("/api/cases").text + alice.get("/").text
+    stored = sorted(p.name for p in (settings.cases_dir / case["id"]).iterdir())
+    assert stored == [f"{case['id']}-1.dcm"]
+    state = app.state.medattn
+    with state.db.session() as s:
+        pdf = build_report(s.get(Case, case["id"]), state.store)
+    state.db.engine.dispose()
+    db_files = [p.read_bytes() for p in settings.data_dir.glob("medattn.db*")] if not settings.db_url else []
+    for needle in ("Johnathan", "7734219"):
+        assert needle not in listing
+        assert needle.encode() not in pdf
+        assert not any(needle.encode() in blob for blob in db_files)
+    assert case["input_name"] == f"{case['id']}.dcm" and case["title"] == f"Case {case['id'][:8]}"
+
+
+def test_operator_may_keep_file_names(settings, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medattn.app.web import create_app
+
+    from .conftest import login, make_user
+
+    settings.keep_file_names = True
+    app = create_app(settings, start_worker=False)
+    make_user(app, "carol")
+    with TestClient(app) as c:
+        c.csrf = login(c, "carol")
+        case = _upload_named(c)
+    assert case["input_name"] == PATIENT_FILE
+    assert [p.name for p in (settings.cases_dir / case["id"]).iterdir()] == ["Doe_Johnathan_PID-7734219.dcm"]
+
+
+def test_stored_name_keeps_the_extension():
+    from medattn.app.naming import stored_name
+
+    assert stored_name("abc", 1, "x.nii.gz", keep=False) == "abc-1.nii.gz"
+    assert stored_name("abc", 7, "slice_0006.dcm", keep=False, count=20) == "abc-07.dcm"
+    assert stored_name("abc", 1, "Doe.png", keep=True) == "Doe.png"

@@ -38,6 +38,8 @@ class AppSettings(BaseModel):
     workers: int = Field(1, ge=1, description="inference worker threads")
     session_max_age: int = Field(8 * 3600, description="seconds a sign-in lasts")
     secure_cookies: bool = Field(False, description="set the Secure flag (behind HTTPS)")
+    keep_file_names: bool = Field(False, description="keep uploaded file names (patient data in many sites' "
+                                  "naming); default: inputs stored as <case id>-<n>.<ext>")
 
     @classmethod
     def from_env(cls, **overrides: object) -> AppSettings:

@@ -27,6 +27,7 @@ from medattn import __version__
 from medattn.app import pipelines
 from medattn.app.db import ApiToken, Case, Database, User
 from medattn.app.jobs import JobQueue, QueueFull
+from medattn.app.naming import name_case_inputs
 from medattn.app.security import (
     authenticate,
     create_token,
@@ -453,9 +454,10 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
         case = Case(owner_id=user.id, title=title or up.name, pipeline=pipeline, model_name=model_name,
                     model_version=pipelines.model_version(model_name), input_name=up.name, input_format=up.kind,
                     meta={}, results={})
+        inputs = name_case_inputs(case, up.files, settings.keep_file_names, up.name)  # before the INSERT
         s.add(case)
         s.flush()
-        for fname, blob in up.files:
+        for fname, blob in inputs:
             state.store.add_bytes(s, case, "input", fname, blob)
         created.append(case)
     s.commit()  # the case and its files exist before the worker can see the id

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
             "(default: $MEDATTN_DATA_DIR, else the user data folder, ~/.local/share/medattn on Linux)"),
         workers: int = typer.Option(None, help="inference worker threads (default 1)"),
         max_upload_mb: float = typer.Option(None, help="largest accepted upload in MB (default 200)"),
+        keep_file_names: bool = typer.Option(
+            False, "--keep-file-names",
+            help="store uploads under their own file names (often patient data) instead of <case id>-<n>.<ext>"),
         create_admin: str = typer.Option(
             None, "--create-admin", metavar="NAME",
             help="first start: create this administrator if the database has no account yet "
@@ -30,7 +33,8 @@ def register(app: typer.Typer) -> None:
         from medattn.app.settings import AppSettings
         from medattn.app.web import create_app
 
-        settings = AppSettings.from_env(db_url=db, data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb)
+        settings = AppSettings.from_env(db_url=db, data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb,
+                                        keep_file_names=keep_file_names or None)
         application = create_app(settings)
         typer.echo(f"medattn: data in {settings.data_dir} (cases, secret key); "
                    f"accounts in the database {_redact(settings.database_url)}")
