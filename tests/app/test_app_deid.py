@@ -268,3 +268,37 @@ def test_stored_name_keeps_the_extension():
     assert stored_name("abc", 1, "x.nii.gz", keep=False) == "abc-1.nii.gz"
     assert stored_name("abc", 7, "slice_0006.dcm", keep=False, count=20) == "abc-07.dcm"
     assert stored_name("abc", 1, "Doe.png", keep=True) == "Doe.png"
+
+
+def test_denoised_dicom_is_written_from_the_deidentified_input(settings):
+    """The denoised DICOM derives from the stored (de-identified) slices: nothing of table E.1-1 returns."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    from medattn.app.web import create_app
+    from medattn.models import create
+    from medattn.models.hub import save_bundled
+
+    from .conftest import login, make_user, wait_done
+
+    settings.ensure_dirs()
+    torch.manual_seed(0)
+    opts = {"channels": [8, 16, 32], "blocks": [1, 1, 1], "reduction": 4}
+    save_bundled(create("cadn", **opts), "tiny-ldct", opts,
+                 {"model": "cadn", "task": "denoising", "version": "t", "modality": ["ct"]}, folder=settings.models_dir)
+    app = create_app(settings, start_worker=True)
+    make_user(app, "dora")
+    with TestClient(app) as c:
+        c.csrf = login(c, "dora")
+        r = c.post("/api/cases", files={"files": (PATIENT_FILE, _bytes(_identifying_ct()))},
+                   data={"pipeline": "denoise", "model": "tiny-ldct"}, headers={"X-CSRF-Token": c.csrf})
+        assert r.status_code == 202, r.text
+        done = wait_done(c, r.json()["cases"][0]["id"])
+        assert done["status"] == "done", done["message"]
+        blob = c.get(f"/api/cases/{done['id']}/files/denoised.dcm").content
+    out = pydicom.dcmread(io.BytesIO(blob))
+    assert out.ImageType[0] == "DERIVED" and out.PatientIdentityRemoved == "YES"
+    for keyword in ("AdmissionID", "MedicalAlerts", "StudyComments", "InstitutionName"):
+        assert keyword not in out
+    for text in (b"ADM-99172", b"Penicillin", b"follow-up", b"private secret", b"Johnathan"):
+        assert text not in blob
