@@ -120,3 +120,18 @@ def test_findings_in_plain_words():
 ])
 def test_validated_performance(metrics, expected):
     assert expected in validated_performance({"metrics": metrics})
+
+
+def test_a_long_page_one_keeps_images_on_the_page(app, monkeypatch):
+    card = {"model": "bsanet", "version": "v1", "intended_use": "Long statement. " * 150}
+    monkeypatch.setattr(pipelines, "model_card", lambda name: card)
+    case, store = _case(app, modality_override=True)
+    data = build_report(case, store)
+    contents = [zlib.decompress(raw) for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S)
+                if raw[:2] == b"x\x9c" and b"BT" in zlib.decompress(raw)]
+    placed = [(float(m[1]), float(m[3])) for c in contents
+              for m in re.findall(rb"([\d.]+) 0 0 ([\d.]+) ([\d.]+) ([\d.]+) cm", c)]
+    assert len(placed) == 3  # preview, overlay, attention: all drawn
+    bottom = 18 / 25.4 * 72  # the bottom margin, in points from the page's lower edge
+    assert all(y >= bottom for _, y in placed)
+    assert "Reviewed by" in "".join(pdf_pages(data))

@@ -285,11 +285,14 @@ def _key_images(pdf: FPDF, case: Case, store: CaseStore, reserve: float) -> None
         return
     _heading(pdf, "Key images" + (f" (volume: slice {int(case.results['shown_slice']) + 1} of "
                                   f"{_slice_count(case)} shown)" if _shown_caption(case) else ""))
-    gap, caption = 4.0, 5.0
+    gap, caption, smallest = 4.0, 5.0, 25.0
     rows = (len(panels) + 1) // 2
     cell_w = (pdf.epw - gap) / 2
     room = pdf.h - pdf.b_margin - reserve - pdf.get_y()
-    cell_h = max(25.0, min(cell_w, room / rows - caption - 1))
+    if room / rows - caption - 1 < smallest:  # a long page 1 (chains, override notice): images on the next
+        pdf.add_page()
+        room = pdf.h - pdf.b_margin - reserve - pdf.get_y()
+    cell_h = min(cell_w, room / rows - caption - 1)
     top = pdf.get_y()
     for i, (path, label) in enumerate(panels):
         x = pdf.l_margin + (i % 2) * (cell_w + gap)
