@@ -3,108 +3,72 @@ Profile of DICOM PS3.15 (Annex E, table E.1-1), applied before anything is store
 
 What is done, in order:
 
-* every attribute listed in :data:`BASIC_PROFILE` gets its action:
-  ``X`` remove, ``Z`` replace with an empty (zero-length) value, ``D`` replace
-  with a dummy value, ``U`` replace UID by a consistent new one;
-* beyond the list, by value representation: every person name (PN) is
-  emptied, every UID (UI) except the SOP/transfer syntax *class* UIDs is
-  remapped, dates/times (DA, DT, TM) are emptied (date offsets keep no
-  information the application needs), so identifying attributes the table
-  does not name are still covered;
-* private tags, curves and overlay data are removed; sequences are processed
-  recursively;
-* ``PatientIdentityRemoved = YES`` and ``DeidentificationMethod`` are set.
+* missing or empty identity UIDs (SOP Instance, SOP Class, Study, Series and
+  the file meta copies) are generated, so that every stored file can be
+  written and exported (real exports leave them empty: HTTP 500 before);
+* every attribute of table E.1-1 (:data:`medattn.app.deid_profile.BASIC_PROFILE`,
+  about 600 rows) gets its action, at every nesting level: ``X`` remove,
+  ``Z`` empty, ``D`` dummy value of the VR, ``U`` consistent new UID; the
+  combined actions resolve as :func:`resolve_action` says;
+* beyond the table, by value representation: every person name (PN) is
+  emptied, every instance UID (UI) is remapped (well-known DICOM UIDs such as
+  SOP classes and transfer syntaxes are kept), dates/times (DA, DT, TM) are
+  emptied, so identifying attributes the table does not name are covered too;
+* private attributes, curves and overlays are removed; sequences are
+  processed recursively;
+* ``PatientIdentityRemoved = YES``, ``DeidentificationMethod`` and its code
+  sequence (DCM 113100, Basic Application Confidentiality Profile) are set.
 
 UIDs are remapped with a keyed hash (HMAC-SHA256 of the original UID under the
-application's secret key) to a ``2.25.<integer>`` UID, so the slices of one
-series stay one series after de-identification, and the original UID cannot
-be recovered without the key.
+application's secret key) to a ``2.25.<integer>`` UID: the same original UID
+always gets the same replacement, so the slices of one series stay one series
+and references between files stay valid, and the original cannot be recovered
+without the key. A missing UID is derived the same way from attributes the
+files of one series (or study) share, hashed before they are removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+)
 
-# (group, element) -> action, from PS3.15 table E.1-1 (the attributes an image
-# upload plausibly carries; the VR rules in deidentify() cover the rest).
-BASIC_PROFILE: dict[int, str] = {
-    0x00080014: "U",  # Instance Creator UID
-    0x00080018: "U",  # SOP Instance UID
-    0x00080020: "Z",  # Study Date
-    0x00080021: "X",  # Series Date
-    0x00080022: "X",  # Acquisition Date
-    0x00080023: "Z",  # Content Date
-    0x0008002A: "X",  # Acquisition DateTime
-    0x00080030: "Z",  # Study Time
-    0x00080031: "X",  # Series Time
-    0x00080032: "X",  # Acquisition Time
-    0x00080033: "Z",  # Content Time
-    0x00080050: "Z",  # Accession Number
-    0x00080080: "X",  # Institution Name
-    0x00080081: "X",  # Institution Address
-    0x00080090: "Z",  # Referring Physician's Name
-    0x00080092: "X",  # Referring Physician's Address
-    0x00080094: "X",  # Referring Physician's Telephone Numbers
-    0x00081010: "X",  # Station Name
-    0x00081030: "X",  # Study Description
-    0x0008103E: "X",  # Series Description
-    0x00081040: "X",  # Institutional Department Name
-    0x00081048: "X",  # Physician(s) of Record
-    0x00081050: "X",  # Performing Physician's Name
-    0x00081060: "X",  # Name of Physician(s) Reading Study
-    0x00081070: "X",  # Operators' Name
-    0x00081080: "X",  # Admitting Diagnoses Description
-    0x00081155: "U",  # Referenced SOP Instance UID
-    0x00082111: "X",  # Derivation Description
-    0x00100010: "Z",  # Patient's Name
-    0x00100020: "Z",  # Patient ID
-    0x00100021: "X",  # Issuer of Patient ID
-    0x00100030: "Z",  # Patient's Birth Date
-    0x00100032: "X",  # Patient's Birth Time
-    0x00100040: "Z",  # Patient's Sex
-    0x00101000: "X",  # Other Patient IDs
-    0x00101001: "X",  # Other Patient Names
-    0x00101002: "X",  # Other Patient IDs Sequence
-    0x00101005: "X",  # Patient's Birth Name
-    0x00101010: "X",  # Patient's Age
-    0x00101020: "X",  # Patient's Size
-    0x00101030: "X",  # Patient's Weight
-    0x00101040: "X",  # Patient's Address
-    0x00101060: "X",  # Patient's Mother's Birth Name
-    0x00101090: "X",  # Medical Record Locator
-    0x00102154: "X",  # Patient's Telephone Numbers
-    0x00102160: "X",  # Ethnic Group
-    0x00102180: "X",  # Occupation
-    0x001021B0: "X",  # Additional Patient History
-    0x00104000: "X",  # Patient Comments
-    0x00180010: "Z",  # Contrast/Bolus Agent
-    0x00181000: "X",  # Device Serial Number
-    0x00181030: "X",  # Protocol Name
-    0x0020000D: "U",  # Study Instance UID
-    0x0020000E: "U",  # Series Instance UID
-    0x00200010: "Z",  # Study ID
-    0x00200052: "U",  # Frame of Reference UID
-    0x00200200: "U",  # Synchronization Frame of Reference UID
-    0x00204000: "X",  # Image Comments
-    0x00321032: "X",  # Requesting Physician
-    0x00321060: "X",  # Requested Procedure Description
-    0x00400244: "X",  # Performed Procedure Step Start Date
-    0x00400245: "X",  # Performed Procedure Step Start Time
-    0x00400253: "X",  # Performed Procedure Step ID
-    0x00400254: "X",  # Performed Procedure Step Description
-    0x00401001: "X",  # Requested Procedure ID
-    0x0040A124: "U",  # UID
-    0x00880140: "U",  # Storage Media File-set UID
-    0x30060024: "U",  # Referenced Frame of Reference UID
-    0x300600C2: "U",  # Related Frame of Reference UID
+from medattn.app.deid_profile import BASIC_PROFILE, REPEATING_GROUPS
+
+#: What medattn does for each action code of table E.1-1. The combined codes
+#: allow removing unless the IOD needs the attribute; medattn stores inputs
+#: for its own processing, so it removes (X) where allowed, empties Z/D, and
+#: keeps the image references of X/Z/U* (their UIDs remapped) so derived
+#: objects can still point at their sources.
+RESOLVED = {"D": "D", "Z": "Z", "X": "X", "U": "U", "K": "K", "Z/D": "Z", "X/Z": "X", "X/D": "X",
+            "X/Z/D": "X", "X/Z/U*": "U*"}
+
+METHOD = "PS3.15 E.1-1 Basic Profile (medattn)"  # LO: at most 64 characters
+_DICOM_ROOT = "1.2.840.10008."  # UIDs of the standard itself (SOP classes, transfer syntaxes, codes)
+# Class and implementation UIDs say what kind of object a file is and what wrote it, not whom it shows.
+_KEEP_UIDS = {0x00080016, 0x00020002, 0x00020010, 0x00020012, 0x00081150, 0x00080062, 0x00041510, 0x00041512}
+# File meta attributes naming the sending station (AE titles) or private content.
+_META_REMOVE = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+_DUMMY_TEXT = "ANONYMIZED"
+_DUMMY_BY_VR: dict[str, Any] = {
+    "DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000D", "IS": "0", "DS": "0",
+    "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0, "AT": 0,
 }
-
-# Class UIDs say what kind of object a file is, not who it is about: keep them.
-_KEEP_UIDS = {0x00080016, 0x00021002, 0x00020010, 0x00020012, 0x00081150, 0x00020002, 0x00080062}
-_REMOVE_GROUPS = {0x5000, 0x6000}  # curves and overlays (repeating groups 50xx, 60xx)
+_STUDY_KEYS = ("PatientID", "PatientName", "PatientBirthDate", "StudyDate", "StudyTime", "AccessionNumber",
+               "StudyID", "StudyDescription")
+_SERIES_KEYS = ("SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality",
+                "FrameOfReferenceUID", "ProtocolName", "Rows", "Columns")
+_CLASS_BY_MODALITY = {"CT": CTImageStorage, "MR": MRImageStorage}
 
 
 def remap_uid(uid: str, key: bytes) -> str:
@@ -113,43 +77,121 @@ def remap_uid(uid: str, key: bytes) -> str:
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
+def resolve_action(code: str) -> str:
+    """The one action medattn takes for a table E.1-1 action code (``"X/Z/D"`` -> ``"X"``)."""
+    try:
+        return RESOLVED[code]
+    except KeyError:
+        raise ValueError(f"unknown de-identification action {code!r}") from None
+
+
 def deidentify(ds: Dataset, key: bytes | str) -> Dataset:
     """De-identify ``ds`` in place (and its file meta) and return it."""
     key_b = key.encode() if isinstance(key, str) else key
-    ds.remove_private_tags()
+    _fill_missing_uids(ds, key_b)
     _walk(ds, key_b)
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID if "SOPInstanceUID" in ds else remap_uid(
-            str(meta.MediaStorageSOPInstanceUID), key_b)
+    _fix_file_meta(ds)
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "DICOM PS3.15 Basic Profile (medattn)"
+    ds.DeidentificationMethod = METHOD
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
+    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = Sequence([code])
     return ds
+
+
+def _text(ds: Dataset, keywords: tuple[str, ...]) -> str:
+    return "|".join(f"{k}={ds.get(k, '')}" for k in keywords)
+
+
+def _fill_missing_uids(ds: Dataset, key: bytes) -> None:
+    """Give the dataset the identity UIDs a stored DICOM file needs (original values, remapped later).
+
+    A missing study or series UID comes from the attributes the files of one study or series share,
+    a missing SOP instance UID from the file meta copy, else from the series and the pixel data; a
+    missing SOP class from the file meta, else from the modality. The placeholders start with
+    ``missing:`` and are hashed with the key at once, so no identifying value is kept.
+    """
+    meta = getattr(ds, "file_meta", None)
+    study = _text(ds, _STUDY_KEYS)
+    series = study + "|" + _text(ds, _SERIES_KEYS)
+    if not ds.get("StudyInstanceUID"):
+        ds.StudyInstanceUID = remap_uid("missing:study:" + study, key)
+    if not ds.get("SeriesInstanceUID"):
+        ds.SeriesInstanceUID = remap_uid("missing:series:" + series, key)
+    if not ds.get("SOPInstanceUID"):
+        from_meta = str(meta.get("MediaStorageSOPInstanceUID", "")) if meta is not None else ""
+        if from_meta:
+            ds.SOPInstanceUID = from_meta
+        else:
+            pixels = hashlib.sha256(bytes(ds.get("PixelData", b"") or b"")).hexdigest()
+            where = f"{ds.get('InstanceNumber', '')}|{list(ds.get('ImagePositionPatient', []) or [])}"
+            ds.SOPInstanceUID = remap_uid(f"missing:instance:{series}|{where}|{pixels}", key)
+    if not ds.get("SOPClassUID"):
+        from_meta = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+        modality = str(ds.get("Modality", "")).upper()
+        ds.SOPClassUID = from_meta or _CLASS_BY_MODALITY.get(modality, SecondaryCaptureImageStorage)
+
+
+def _fix_file_meta(ds: Dataset) -> None:
+    """File meta that matches the de-identified dataset, so ``save_as(enforce_file_format=True)`` works."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    for tag in _META_REMOVE:
+        if tag in meta:
+            del meta[tag]
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if not meta.get("TransferSyntaxUID"):
+        implicit = getattr(ds, "is_implicit_VR", None) or getattr(ds, "original_encoding", (False,))[0]
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+def _remove_whole(tag: int) -> bool:
+    """Private attributes and the curve/overlay repeating groups go entirely."""
+    group = tag >> 16
+    return bool(group % 2) or REPEATING_GROUPS.get(group & 0xFF00) == "X"
 
 
 def _walk(ds: Dataset, key: bytes) -> None:
     for elem in list(ds):
         tag = int(elem.tag)
-        group = tag >> 16
-        if (group & 0xFF00) in _REMOVE_GROUPS:
+        if _remove_whole(tag):
             del ds[elem.tag]
             continue
-        action = BASIC_PROFILE.get(tag)
-        if elem.VR == "SQ":
-            if action == "X":
-                del ds[elem.tag]
-                continue
-            for item in elem.value:
-                _walk(item, key)
-            continue
+        code = BASIC_PROFILE.get(tag)
+        action = resolve_action(code) if code else None
         if action == "X":
             del ds[elem.tag]
-        elif action == "Z" or (action is None and elem.VR in ("PN", "DA", "DT", "TM")):
-            elem.value = ""
-        elif action == "D":
-            elem.value = "ANONYMIZED"
-        elif (action == "U" or elem.VR == "UI") and tag not in _KEEP_UIDS and elem.value:
-            if elem.VM > 1:
-                elem.value = [remap_uid(str(v), key) for v in elem.value]
+        elif action == "K":
+            continue
+        elif elem.VR == "SQ":
+            if action in ("Z", "D"):  # a dummy sequence item would carry nothing: leave it empty
+                elem.value = Sequence()
             else:
-                elem.value = remap_uid(str(elem.value), key)
+                for item in elem.value:
+                    _walk(item, key)
+        elif action == "D" and elem.VR != "UI":
+            elem.value = _dummy(elem.VR)
+        elif action == "Z" or (action is None and elem.VR in ("PN", "DA", "DT", "TM")):
+            elem.value = b"" if elem.VR in ("OB", "OW", "UN") else ""
+        elif elem.VR == "UI" or action in ("U", "D"):
+            _remap_element(elem, tag, key)
+
+
+def _dummy(vr: str) -> Any:
+    """A non-empty value valid for ``vr`` that carries no information."""
+    if vr in _DUMMY_BY_VR:
+        return _DUMMY_BY_VR[vr]
+    if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+        return b"\x00\x00"
+    return _DUMMY_TEXT
+
+
+def _remap_element(elem: Any, tag: int, key: bytes) -> None:
+    if tag in _KEEP_UIDS or not elem.value:
+        return
+    values = list(elem.value) if elem.VM > 1 else [elem.value]
+    new = [str(v) if str(v).startswith(_DICOM_ROOT) else remap_uid(str(v), key) for v in values]
+    elem.value = new if elem.VM > 1 else new[0]

@@ -43,6 +43,8 @@ class AppSettings(BaseModel):
     login_max_failures_address: int = Field(20, ge=1, description="failed sign-ins per client address before 429")
     login_window_s: float = Field(900.0, gt=0, description="seconds a failed sign-in counts for throttling")
     secure_cookies: bool = Field(False, description="set the Secure flag (behind HTTPS)")
+    keep_file_names: bool = Field(False, description="keep uploaded file names (patient data in many sites' "
+                                  "naming); default: inputs stored as <case id>-<n>.<ext>")
 
     @classmethod
     def from_env(cls, **overrides: object) -> AppSettings:

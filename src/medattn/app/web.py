@@ -28,6 +28,7 @@ from medattn.app import pipelines
 from medattn.app.db import ApiToken, Case, Database, User
 from medattn.app.guards import BodyGuard
 from medattn.app.jobs import JobQueue, QueueFull
+from medattn.app.naming import name_case_inputs
 from medattn.app.security import (
     LoginThrottle,
     authenticate,
@@ -538,13 +539,15 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
     stored: list[str] = []
     try:
         for up, plan in zip(checked, plans, strict=True):
-            case = Case(owner_id=user.id, title=(title or up.name)[:255], pipeline=pipeline, model_name=plan.model,
-                        model_version=pipelines.model_version(plan.model), input_name=up.name[:255],
+            case = Case(owner_id=user.id, title=title or up.name, pipeline=pipeline, model_name=plan.model,
+                        model_version=pipelines.model_version(plan.model), input_name=up.name,
                         input_format=up.kind, modality=plan.input_modality, meta={}, results=plan.results())
+            inputs = name_case_inputs(case, up.files, settings.keep_file_names, up.name)  # before the INSERT
+            case.title, case.input_name = case.title[:255], case.input_name[:255]
             s.add(case)
             s.flush()
             stored.append(case.id)
-            for fname, blob in up.files:
+            for fname, blob in inputs:
                 state.store.add_bytes(s, case, "input", fname, blob)
             created.append(case)
         s.commit()  # the case and its files exist before the worker can see the id

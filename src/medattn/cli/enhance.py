@@ -37,12 +37,15 @@ def register(app: typer.Typer) -> None:
         alpha * image + (1 - alpha) * map * image, which keeps the regions the classifier finds
         lesion-like bright and dims the rest.
         """
+        from medattn.cli.inputs import collect_images, output_folder
         from medattn.enhance import resolve_colorizer
         from medattn.enhance.cli_run import run_enhance
 
         colorize = colorize.strip().lower()
+        files = collect_images(inputs)
         used = resolve_colorizer(colorizer, colorize)
-        done = run_enhance(inputs, model, out, colorizer=used, alpha=alpha, size=size, colorize=colorize)
+        with output_folder(out):
+            done = run_enhance(files, model, out, colorizer=used, alpha=alpha, size=size, colorize=colorize)
         if used is None:
             how = "none (fused the input images" + (", --colorize never)" if colorize == "never" else ")")
         else:

@@ -20,7 +20,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Segment images: writes <name>_mask.png, <name>_overlay.png, <name>_attention.png and <name>.json
         (per-lesion area, bounding box, mean confidence) for each input."""
+        from medattn.cli.inputs import collect_images, output_folder
         from medattn.inference import predict_paths
 
-        written = predict_paths(model, inputs, out, tta=tta, threshold=threshold, batch_size=batch_size)
+        files = collect_images(inputs)
+        with output_folder(out):
+            written = predict_paths(model, files, out, tta=tta, threshold=threshold, batch_size=batch_size)
         typer.echo(f"wrote results for {len(written)} image(s) to {out}")

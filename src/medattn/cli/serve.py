@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         max_upload_mb: float = typer.Option(None, help="largest accepted upload in MB (default 200)"),
         max_request_mb: float = typer.Option(
             None, help="largest request body in MB, all files together (default 400); refused before reading"),
+        keep_file_names: bool = typer.Option(
+            False, "--keep-file-names",
+            help="store uploads under their own file names (often patient data) instead of <case id>-<n>.<ext>"),
         create_admin: str = typer.Option(
             None, "--create-admin", metavar="NAME",
             help="first start: create this administrator if the database has no account yet "
@@ -33,7 +36,8 @@ def register(app: typer.Typer) -> None:
         from medattn.app.web import create_app
 
         settings = AppSettings.from_env(db_url=db, data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb,
-                                        max_request_mb=max_request_mb)
+                                        max_request_mb=max_request_mb,
+                                        keep_file_names=keep_file_names or None)
         application = create_app(settings)
         typer.echo(f"medattn: data in {settings.data_dir} (cases, secret key); "
                    f"accounts in the database {_redact(settings.database_url)}")

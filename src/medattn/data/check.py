@@ -21,7 +21,7 @@ import numpy as np
 
 from medattn.data.layouts import discover, load_kvasir_boxes
 from medattn.data.types import DatasetIndex, Sample
-from medattn.errors import MedattnError
+from medattn.errors import MedattnError, MedattnIOError
 
 # Listing every file of a broken dataset helps nobody: show the first few.
 MAX_LISTED = 10
@@ -107,6 +107,8 @@ def _header_size(path: Path) -> tuple[tuple[int, int], str]:
     try:
         with Image.open(path) as im:
             return (im.size[1], im.size[0]), im.mode
+    except Image.DecompressionBombError as exc:  # not an OSError: would escape as a traceback
+        raise MedattnIOError(path, f"refused as a possible decompression bomb: {str(exc).split(', could')[0]}") from None
     except (UnidentifiedImageError, OSError, ValueError):
         from medattn.io import read_image
 
