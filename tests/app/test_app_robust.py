@@ -56,6 +56,15 @@ def test_file_name_over_255_bytes_is_accepted(alice, app):
     assert all(len(f["name"].encode()) <= 255 for f in case["files"])
 
 
+@pytest.mark.parametrize(("h", "w", "problem"), [(1, 1, "too small"), (20, 400, "strip")])
+def test_thumbnail_or_strip_upload_is_400_naming_the_file(alice, app, h, w, problem):
+    """A 1x1 picture or a 20x400 strip is no image to analyse: refused at upload, nothing stored."""
+    r = post_case(alice, "odd.png", png_bytes(h, w))
+    assert r.status_code == 400, r.text
+    assert "odd.png" in r.json()["detail"] and problem in r.json()["detail"]
+    assert n_cases(app) == 0
+
+
 def test_deidentification_failure_is_400_naming_the_file(alice, app, monkeypatch):
     import medattn.app.deid as deid
 

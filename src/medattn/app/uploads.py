@@ -119,11 +119,14 @@ def _stem(name: str) -> str:
 def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> None:
     """Decode the file once with medattn.io (pixel limit, NaN, truncation...)."""
     from medattn.io import read_image
+    from medattn.io.shape import check_shape
 
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / ("probe" + "".join(Path(stored).suffixes[-2:]))  # never the client's name on disk
         p.write_bytes(data)
         try:
+            if p.suffix not in (".dcm", ".nii", ".gz"):  # 2D pictures: not a 1x1 thumbnail nor a 3x20000 strip
+                check_shape(p)
             read_image(p, max_pixels=max_pixels)
         except MedattnIOError as exc:
             raise UploadError(f"{name}: {exc.problem}") from None
