@@ -34,7 +34,7 @@ _PANELS = (("preview", "Original"), ("processed", "Processed"), ("overlay", "Mas
            ("attention", "Attention map"), ("colorized", "Colorized"))
 _KEY_IMAGES = 4
 # Headline metrics of a model card's held-out test, in order of preference, with their labels.
-_HEADLINE = (("dice", "Dice"), ("meanDice", "mean Dice"), ("iou", "IoU"), ("psnr", "PSNR (dB)"),
+_HEADLINE = (("meanDice", "mean Dice"), ("dice", "Dice"), ("iou", "IoU"), ("psnr", "PSNR (dB)"),
              ("psnr_gain_db", "PSNR gain (dB)"), ("ssim", "SSIM"), ("crop_auc", "AUC"), ("crop_accuracy", "accuracy"),
              ("accuracy", "accuracy"), ("psnr_colorized", "PSNR (dB)"))
 # Card fields that are developer detail: the appendix, never page 1.
@@ -108,13 +108,18 @@ def validated_performance(card: dict[str, Any]) -> str:
         return "no validated performance in the model card"
     groups = {k: v for k, v in test.items() if isinstance(v, dict) and _headline(v)}
     if groups:
-        parts = [f"{_headline(v)} ({name.removeprefix('test_')})" for name, v in groups.items()]
+        parts = [f"{_headline(v)} ({name.removeprefix('test_')}{_images(v)})" for name, v in groups.items()]
     else:
         parts = [_headline(test)] if _headline(test) else []
     if not parts:
         return "no validated performance in the model card"
     where = metrics.get("test_kind")  # "source" (a script and a run folder) is developer detail: appendix
     return "; ".join(parts) + (f" - held-out test: {where}" if where else " on held-out test data")
+
+
+def _images(values: dict[str, Any]) -> str:
+    count = values.get("count")
+    return f", {count} images" if isinstance(count, int) and not isinstance(count, bool) else ""
 
 
 def _headline(values: dict[str, Any]) -> str:
