@@ -9,7 +9,7 @@ import typer
 from medattn.errors import MedattnError
 
 
-def _model_result(model: str, data: Path, split: Path | None, out: Path | None, tta: bool, **score):
+def _model_result(model: str, data: Path, split: Path | None, out: Path | None, tta: bool | None, **score):
     """Predict with a model (``medattn.inference.score_model``) and score the maps."""
     try:
         from medattn.inference import score_model
@@ -56,7 +56,9 @@ def register(app: typer.Typer) -> None:
             "(PraNet's kvasir-seg_pranet_test.txt in ../shared/data/splits) or a JSON split from `medattn datasets split` "
             "(its test parts, only the images inside --data). Default: every labelled image of --data.",
         ),
-        tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (--model)."),
+        tta: bool | None = typer.Option(None, "--tta/--no-tta",
+                                        help="Test-time augmentation (--model; default: the model card's "
+                                             "inference.tta, else off)."),
     ) -> None:
         """Score predictions against ground truth with the PraNet toolbox metrics.
 
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
                                    skip_unreadable=True)
             out_file = None
         else:
-            if split is not None or tta:
+            if split is not None or tta is not None:
                 raise MedattnError("--split and --tta need --model/--data")
             if pred is None or gt is None:
                 raise MedattnError("give --pred DIR and --gt DIR (or --model NAME --data PATH)")

@@ -62,15 +62,18 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[str | os.PathLike[str]],
-                  out: str | os.PathLike[str], tta: bool = False, threshold: float = 0.5,
+                  out: str | os.PathLike[str], tta: bool | None = None, threshold: float | None = None,
                   batch_size: int = 4, progress: bool = True) -> list[Path]:
     """Predict every input image; write mask, overlay, attention PNGs and a JSON each. Returns the JSONs.
 
-    Streams: at most ``batch_size`` images are in memory at a time.
+    ``tta`` / ``threshold`` None: the model card's (:meth:`LoadedModel.settings`); each JSON
+    records the settings used. Streams: at most ``batch_size`` images are in memory at a time.
     """
     from medattn.io import read_image
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
+    settings = lm.settings(tta, threshold)
+    tta, threshold = settings["tta"], settings["threshold"]
     if lm.task != "segmentation":
         raise MedattnError(f"model {lm.name!r} is a {lm.task} model; `medattn predict` needs a segmentation model")
     out = Path(out)
@@ -106,6 +109,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
                 "spacing_mm": list(spacing) if spacing else None,
                 "threshold": threshold,
                 "tta": tta,
+                "inference": settings,
                 "lesions": measure_lesions(pred.prob, threshold, spacing),
             }
             record["lesion_count"] = len(record["lesions"])
@@ -130,7 +134,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
 
 def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                    split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str],
-                   tta: bool = False, batch_size: int = 4, progress: bool = True,
+                   tta: bool | None = None, batch_size: int = 4, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> list[tuple[str, Path, Path]]:
     """Predict the labelled images of ``data`` chosen by ``split`` with ``model``.
 
@@ -138,7 +142,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     medattn JSON split (see :func:`medattn.data.evaluation_samples`). Writes 8-bit
     probability maps as PNG at each ground truth's size into ``out`` and returns
     (id, prediction, ground truth) triples for :func:`medattn.evaluation.evaluate_pairs`.
-    ``log`` receives one line saying what is predicted.
+    ``tta`` None: the model card's. ``log`` receives one line saying what is predicted.
     """
     from medattn.data import evaluation_samples
     from medattn.io import read_image
@@ -147,7 +151,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     samples = evaluation_samples(data, split)
     if log is not None:
         chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
-        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}")
+        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}; {lm.describe_settings(tta)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
@@ -172,7 +176,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
 
 def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                 split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
-                tta: bool = False, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
+                tta: bool | None = None, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
                 progress: bool = True, log: Callable[[str], None] | None = None,
                 skip_unreadable: bool = False) -> EvalResult:
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
