@@ -239,6 +239,7 @@ def test_card_threshold_changes_the_mask(checkpoint, tmp_path, run_cli):
     def mask(out_name: str, *extra: str) -> np.ndarray:
         code, out, err = run_cli("predict", "--model", card_ckpt, src, "--out", tmp_path / out_name, *extra)
         assert code == 0, err
+        assert ("threshold 0.5 (given)" if extra else f"threshold {threshold:g} (card)") in out
         rec = json.loads((tmp_path / out_name / "im0.json").read_text())
         assert rec["threshold"] == (float(extra[1]) if extra else threshold)
         return np.asarray(Image.open(tmp_path / out_name / "im0_mask.png")) > 127
