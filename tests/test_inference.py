@@ -263,3 +263,32 @@ def test_evaluate_model_defaults_to_card_tta_and_says_so(tta_checkpoint, tmp_pat
     code, _, err = run_cli("evaluate", "--model", tta_checkpoint, "--data", samples, "--no-tta", "--workers", "1")
     assert code == 0, err
     assert "TTA off (given)" in err
+
+
+def test_evaluate_command_scores_the_card_threshold(checkpoint, tmp_path, run_cli):
+    """`medattn evaluate --model` scores Dice at the card's threshold (as its line says); --threshold overrides."""
+    from pathlib import Path
+
+    from medattn.evaluation.evaluator import score_arrays
+    from medattn.io import read_gray, read_mask
+
+    samples = Path(__file__).resolve().parents[1] / "samples" / "kvasir"
+    probs = [p.prob for p in predict_batch(load_model(checkpoint), _images(1, (64, 64, 3)))]
+    threshold = round(float(np.quantile(probs[0], 0.3)), 4)
+    card_ckpt = _save_tiny(tmp_path, "tiny-thr", inference={"input_size": [48, 64], "tta": False,
+                                                            "threshold": threshold})
+
+    def dice(out_name: str, *extra: str) -> tuple[float, str]:
+        code, out, err = run_cli("evaluate", "--model", card_ckpt, "--data", samples, "--out", tmp_path / out_name,
+                                 "--format", "json", "--workers", "1", *extra)
+        assert code == 0, err
+        return json.loads(out)["dice"], err
+
+    card_dice, err = dice("card")
+    assert f"threshold {threshold:g} (card)" in err
+    maps = sorted((tmp_path / "card").glob("*.png"))
+    expected = np.mean([score_arrays(read_gray(m), read_mask(samples / "masks" / m.name), "auto", threshold)[0]["dice"]
+                        for m in maps])
+    assert card_dice == pytest.approx(expected, abs=1e-4)
+    half_dice, err = dice("half", "--threshold", "0.5")
+    assert "threshold 0.5 (given)" in err and abs(half_dice - card_dice) > 1e-3

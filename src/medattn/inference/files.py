@@ -151,7 +151,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     samples = evaluation_samples(data, split)
     if log is not None:
         chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
-        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}; {lm.describe_settings(tta)}")
+        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}, {lm.describe_tta(tta)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
@@ -176,23 +176,27 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
 
 def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                 split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
-                tta: bool | None = None, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
-                progress: bool = True, log: Callable[[str], None] | None = None,
-                skip_unreadable: bool = False) -> EvalResult:
+                tta: bool | None = None, threshold: float | None = None, name: str = "",
+                pred_type: PredType = "auto", workers: int | None = None, progress: bool = True,
+                log: Callable[[str], None] | None = None, skip_unreadable: bool = False) -> EvalResult:
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
 
-    Without ``out`` the maps go to a temporary folder that is removed afterwards,
+    ``tta`` / ``threshold`` (the mask that Dice, IoU, precision and recall score) None: the model
+    card's; ``log`` also receives the line of settings used. Without ``out`` the maps go to a temporary folder that is removed afterwards,
     also when prediction fails or is interrupted.
     """
     from medattn.evaluation import evaluate_pairs
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     label = name or (lm.name if isinstance(model, LoadedModel) else Path(model).stem)
+    if log is not None:
+        log(lm.describe_settings(tta, threshold))
+    cut = lm.settings(tta, threshold)["threshold"]
 
     def run(folder: str | os.PathLike[str]) -> EvalResult:
         pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=log)
         return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
-                              skip_unreadable=skip_unreadable)
+                              skip_unreadable=skip_unreadable, threshold=cut)
 
     if out is not None:
         return run(out)

@@ -57,13 +57,17 @@ class LoadedModel:
         return {"input_size": list(self.input_size), "tta": self.tta if tta is None else bool(tta),
                 "threshold": self.threshold if threshold is None else float(threshold)}
 
+    def describe_tta(self, tta: bool | None = None) -> str:
+        """``TTA on (card)``, ``TTA off (given)``, ...: the TTA used and where it came from."""
+        used = self.tta if tta is None else tta
+        return f"TTA {'on' if used else 'off'} ({'card' if tta is None else 'given'})"
+
     def describe_settings(self, tta: bool | None = None, threshold: float | None = None) -> str:
         """One line naming the settings used and where each came from (the card or the caller)."""
         used = self.settings(tta, threshold)
         h, w = used["input_size"]
-        return (f"inference settings: input {h}x{w} (card), TTA {'on' if used['tta'] else 'off'} "
-                f"({'card' if tta is None else 'given'}), threshold {used['threshold']:g} "
-                f"({'card' if threshold is None else 'given'})")
+        return (f"inference settings: input {h}x{w} (card), {self.describe_tta(tta)}, "
+                f"threshold {used['threshold']:g} ({'card' if threshold is None else 'given'})")
 
 
 def card_inference(card: dict[str, Any], source: str = "card") -> dict[str, Any]:
