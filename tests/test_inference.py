@@ -256,7 +256,7 @@ def test_evaluate_model_defaults_to_card_tta_and_says_so(tta_checkpoint, tmp_pat
     calls = _count_forwards(lm)
     lines: list[str] = []
     evaluate_model(lm, samples, out=tmp_path / "card", batch_size=6, progress=False, log=lines.append)
-    assert calls == [6, 6, 6] and "TTA on (card)" in lines[0]
+    assert calls == [6, 6, 6] and lines[0].endswith("at 48x64, TTA on (card)")
     calls.clear()
     evaluate_model(lm, samples, out=tmp_path / "plain", tta=False, batch_size=6, progress=False)
     assert calls == [6]
@@ -285,10 +285,10 @@ def test_evaluate_command_scores_the_card_threshold(checkpoint, tmp_path, run_cl
         return json.loads(out)["dice"], err
 
     card_dice, err = dice("card")
-    assert f"threshold {threshold:g} (card)" in err
+    assert f"Dice / IoU of p > {threshold:g} (card)" in err
     maps = sorted((tmp_path / "card").glob("*.png"))
     expected = np.mean([score_arrays(read_gray(m), read_mask(samples / "masks" / m.name), "auto", threshold)[0]["dice"]
                         for m in maps])
     assert card_dice == pytest.approx(expected, abs=1e-4)
     half_dice, err = dice("half", "--threshold", "0.5")
-    assert "threshold 0.5 (given)" in err and abs(half_dice - card_dice) > 1e-3
+    assert "Dice / IoU of p > 0.5 (given)" in err and abs(half_dice - card_dice) > 1e-3

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
                                         help="Test-time augmentation (--model; default: the model card's "
                                              "inference.tta, else off)."),
         threshold: float | None = typer.Option(
-            None, "--threshold", min=0.0, max=1.0,
+            None, "--threshold", metavar="P",
             help="With --model: the mask (p > threshold) that Dice, IoU, precision and recall score "
             "(default: the model card's inference.threshold, else 0.5).",
         ),
@@ -92,6 +92,8 @@ def register(app: typer.Typer) -> None:
                 raise MedattnError("give either --pred/--gt or --model/--data, not both")
             if model is None or data is None:
                 raise MedattnError("--model and --data go together")
+            if threshold is not None and not 0.0 <= threshold <= 1.0:
+                raise MedattnError(f"--threshold must be in [0, 1], got {threshold:g}")
             result = _model_result(model, data, split, out, tta=tta, threshold=threshold, name=name,
                                    pred_type=pred_type, workers=workers, progress=True,
                                    log=lambda line: say(f"evaluate: {line}"), skip_unreadable=True)

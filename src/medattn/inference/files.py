@@ -151,7 +151,9 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     samples = evaluation_samples(data, split)
     if log is not None:
         chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
-        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}, {lm.describe_tta(tta)}")
+        h, w = lm.input_size
+        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source} at {h}x{w}, "
+            f"{lm.describe_tta(tta)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
@@ -182,19 +184,21 @@ def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.Path
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
 
     ``tta`` / ``threshold`` (the mask that Dice, IoU, precision and recall score) None: the model
-    card's; ``log`` also receives the line of settings used. Without ``out`` the maps go to a temporary folder that is removed afterwards,
+    card's; ``log`` receives one line saying what is predicted with which settings. Without ``out`` the maps go to a temporary folder that is removed afterwards,
     also when prediction fails or is interrupted.
     """
     from medattn.evaluation import evaluate_pairs
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     label = name or (lm.name if isinstance(model, LoadedModel) else Path(model).stem)
-    if log is not None:
-        log(lm.describe_settings(tta, threshold))
     cut = lm.settings(tta, threshold)["threshold"]
 
+    def say(line: str) -> None:
+        if log is not None:
+            log(f"{line}, Dice / IoU of p > {cut:g} ({'card' if threshold is None else 'given'})")
+
     def run(folder: str | os.PathLike[str]) -> EvalResult:
-        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=log)
+        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=say)
         return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
                               skip_unreadable=skip_unreadable, threshold=cut)
 
