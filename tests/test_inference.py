@@ -198,17 +198,17 @@ def _input_folder(tmp_path, n: int = 2):
 
 
 def test_predict_command_uses_card_tta_and_no_tta_overrides(tta_checkpoint, tmp_path, run_cli, monkeypatch):
-    import medattn.inference
+    import medattn.inference.files
 
     calls: list[int] = []
-    real_load = medattn.inference.load_model
+    real_load = medattn.inference.files.load_model
 
     def counting_load(spec, *args, **kwargs):
         lm = real_load(spec, *args, **kwargs)
         lm.model.register_forward_hook(lambda _m, a, _o: calls.append(a[0].shape[0]))
         return lm
 
-    monkeypatch.setattr(medattn.inference, "load_model", counting_load)
+    monkeypatch.setattr(medattn.inference.files, "load_model", counting_load)
     src = _input_folder(tmp_path)
     code, out, err = run_cli("predict", "--model", tta_checkpoint, src, "--out", tmp_path / "card")
     assert code == 0, err
@@ -292,3 +292,10 @@ def test_evaluate_command_scores_the_card_threshold(checkpoint, tmp_path, run_cl
     assert card_dice == pytest.approx(expected, abs=1e-4)
     half_dice, err = dice("half", "--threshold", "0.5")
     assert "Dice / IoU of p > 0.5 (given)" in err and abs(half_dice - card_dice) > 1e-3
+
+
+def test_predict_refuses_a_denoiser_before_saying_settings(tmp_path, run_cli):
+    src = _input_folder(tmp_path, 1)
+    code, out, err = run_cli("predict", "--model", "cadn-ldct", src, "--out", tmp_path / "o")
+    assert code == 2 and "denoising model; `medattn predict` needs a segmentation model" in err
+    assert "inference settings" not in out and err.count("\n") == 1

@@ -24,9 +24,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Segment images: writes <name>_mask.png, <name>_overlay.png, <name>_attention.png and <name>.json
         (per-lesion area, bounding box, mean confidence) for each input."""
-        from medattn.inference import load_model, predict_paths
+        from medattn.inference import predict_paths
+        from medattn.inference.files import segmentation_model
 
-        lm = load_model(model)
+        lm = segmentation_model(model)
         typer.echo(lm.describe_settings(tta, threshold))
         written = predict_paths(lm, inputs, out, tta=tta, threshold=threshold, batch_size=batch_size)
         typer.echo(f"wrote results for {len(written)} image(s) to {out}")

@@ -61,6 +61,14 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     write_image(path, array)
 
 
+def segmentation_model(model: str | os.PathLike[str] | LoadedModel) -> LoadedModel:
+    """``model`` loaded (unless it is already), or an error when it does not segment."""
+    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    if lm.task != "segmentation":
+        raise MedattnError(f"model {lm.name!r} is a {lm.task} model; `medattn predict` needs a segmentation model")
+    return lm
+
+
 def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[str | os.PathLike[str]],
                   out: str | os.PathLike[str], tta: bool | None = None, threshold: float | None = None,
                   batch_size: int = 4, progress: bool = True) -> list[Path]:
@@ -71,11 +79,9 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
     """
     from medattn.io import read_image
 
-    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    lm = segmentation_model(model)
     settings = lm.settings(tta, threshold)
     tta, threshold = settings["tta"], settings["threshold"]
-    if lm.task != "segmentation":
-        raise MedattnError(f"model {lm.name!r} is a {lm.task} model; `medattn predict` needs a segmentation model")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = list(iter_inputs(inputs))
