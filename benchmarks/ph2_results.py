@@ -5,7 +5,8 @@ Each run folder trained one fold (``data.split.kind: kfold``); its ``split.json`
 ``best.safetensors`` on that part, so to keep the held-out fold unseen by any
 choice this script scores the **last** epoch's weights (``--checkpoint best``
 to compare). Every held-out image is predicted at its own resolution
-(``medattn.inference.predict_batch``) and scored at ``p > 0.5`` with
+(``medattn.inference.predict_batch``, as the card says: ``inference`` TTA and threshold, no TTA
+and 0.5 without the block) and scored at ``p > threshold`` with
 ``medattn.metrics.segmentation_scores``; a fold's score is the mean over its
 images, an arm's score the mean ± sample std (ddof 1) over its folds. Arms
 are compared on the folds they share (paired differences).
@@ -83,8 +84,8 @@ def evaluate_fold(run: Path, checkpoint: str, part: str = "val") -> dict[str, An
     samples = parts[part]
     images = {}
     for s in samples:
-        prob = predict_batch(lm, [read_rgb(s.image)])[0].prob
-        images[s.id] = segmentation_scores(prob, read_mask(s.mask))
+        prob = predict_batch(lm, [read_rgb(s.image)])[0].prob  # as the card says (inference: TTA, threshold)
+        images[s.id] = segmentation_scores(prob, read_mask(s.mask), lm.threshold)
     seconds, epochs = 0.0, 0
     with (run / "history.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -95,6 +96,7 @@ def evaluate_fold(run: Path, checkpoint: str, part: str = "val") -> dict[str, An
     return {"run": str(run), "fold": fold_of(run), "part": part, "model": lm.name, "params": params,
             "paper_params": paper, "in_channels": lm.in_channels, "checkpoint": checkpoint, "epoch": card.get("epoch"),
             "epochs": epochs, "train_seconds": round(seconds, 1), "input_size": card.get("input_size"),
+            "inference": lm.settings(),
             "count": len(images), "mean": {k: float(np.mean([v[k] for v in images.values()])) for k in COLUMNS},
             "images": images}
 
@@ -181,7 +183,7 @@ def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int,
         for label, lm in models.items():
             prob = predict_batch(lm, [img])[0].prob
             short = label if len(label) <= 24 else label[:23] + "…"
-            panels.append((overlay(img, prob > 0.5), f"{short} Dice {runs[label]['images'][sid]['dice']:.2f}"))
+            panels.append((overlay(img, prob > lm.threshold), f"{short} Dice {runs[label]['images'][sid]['dice']:.2f}"))
         for col, (a, title) in enumerate(panels):
             h, w = a.shape[:2]
             axes[row][col].imshow(np.asarray(Image.fromarray(a).resize((round(w * height / h), height))))

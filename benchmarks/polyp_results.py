@@ -5,7 +5,8 @@ For every run folder (or bundled model name) given, the model predicts each
 writes 8-bit probability maps at the ground truth's size) and the PraNet
 toolbox metrics are computed per part (``medattn.evaluation.evaluate_pairs``):
 meanDice, meanIoU, S-alpha, weighted F, mean E-phi, MAE (the papers' columns),
-plus maxDice, maxEm and Dice / IoU of the mask ``p > 0.5``.
+plus maxDice, maxEm and Dice / IoU of the mask ``p > threshold``. Each model runs as its card
+says (``inference``: TTA, threshold; no TTA and 0.5 without the block), recorded per run.
 
 Writes ``<run>/polyp_eval.json`` (cached: recomputed only when the weights are
 newer), ``benchmarks/results/polyp_results.{json,md}`` for all runs given, and
@@ -30,7 +31,7 @@ import numpy as np
 
 from medattn.data import load_split
 from medattn.evaluation import evaluate_pairs
-from medattn.inference import evaluate_model
+from medattn.inference import evaluate_model, load_model
 from medattn.inference.render import overlay
 from medattn.io import read_mask, read_rgb
 from medattn.utils.figures import save_figure_png
@@ -78,13 +79,15 @@ def evaluate_run(run: str, data: Path, split: Path | None, workers: int | None) 
     split = split or run_dir / "split.json"
     parts = {k: v for k, v in load_split(split).items() if k.startswith("test")}
     t0 = time.perf_counter()
+    lm = load_model(run)
     with tempfile.TemporaryDirectory(prefix="polyp-eval-") as tmp:
-        triples = evaluate_model(run, data, split=split, out=tmp, progress=True)
+        triples = evaluate_model(lm, data, split=split, out=tmp, progress=True)
         by_id = {t[0]: t for t in triples}
-        result: dict[str, Any] = {"run": run, "split": str(split), "parts": {}, "images": {}}
+        result: dict[str, Any] = {"run": run, "split": str(split), "inference": lm.settings(), "parts": {},
+                                  "images": {}}
         for part, samples in parts.items():
             pairs = [by_id[s.id] for s in samples]
-            res = evaluate_pairs(pairs, name=part, pred_type="prob", workers=workers)
+            res = evaluate_pairs(pairs, name=part, pred_type="prob", workers=workers, threshold=lm.threshold)
             result["parts"][part] = {"count": res.count, **{k: float(res.mean[k]) for k in (*PAPER_COLUMNS,
                                                                                              *EXTRA_COLUMNS)}}
             result["images"][part] = {str(r["id"]): {"dice": float(r["dice"]), "meanDice": float(r["meanDice"])}
@@ -143,7 +146,8 @@ def pick_examples(result: dict[str, Any], per_part: int) -> list[tuple[str, str]
 
 
 def write_overlays(path: Path, results: list[dict[str, Any]], data: Path, per_part: int, height: int = 160) -> None:
-    """Rows of image | ground truth | each model's mask (p > 0.5) over the image, with the Dice of each."""
+    """Rows of image | ground truth | each model's mask (p > its card's threshold) over the image, with the Dice
+    of each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +174,7 @@ def write_overlays(path: Path, results: list[dict[str, Any]], data: Path, per_pa
         for lm, r in zip(models, results, strict=True):
             prob = predict_batch(lm, [img])[0].prob
             dice = r["images"][part][sid]["dice"]
-            panels.append((overlay(img, prob > 0.5), f"{r['label']} Dice {dice:.2f}"))
+            panels.append((overlay(img, prob > lm.threshold), f"{r['label']} Dice {dice:.2f}"))
         for col, (a, title) in enumerate(panels):
             ax = axes[row][col]
             ax.imshow(small(a))

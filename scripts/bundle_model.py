@@ -7,7 +7,9 @@
 
 The card (``<name>.json``) holds the model, its options (options naming files outside the
 package, such as ``encoder_pretrained``, are set to None: the trained weights replace
-them), task, input size, data, split, epochs, wall-clock, hardware, the test metrics
+them), task, input size, how a segmentation model is meant to be run (``inference``:
+input size, TTA, mask threshold; the run's card's, ``--tta/--no-tta`` and ``--threshold``
+override them), data, split, epochs, wall-clock, hardware, the test metrics
 written by ``benchmarks/polyp_results.py`` / ``benchmarks/ph2_results.py`` (never the
 validation scores), the command that trained the run (the last ``start <run name>: `` line
 of the ``runs/queue*.log`` files), the version and the SHA-256 of the weights. Weights are stored in fp32 unless ``--fp16`` is
@@ -52,6 +54,7 @@ from typing import Any
 import yaml
 
 from medattn.inference import LoadedModel, load_model
+from medattn.inference.loading import card_inference
 from medattn.models.hub import WEIGHTS_DIR, save_bundled
 from medattn.utils.fileio import atomic_write_text, file_sha256
 
@@ -67,8 +70,8 @@ from medattn.io import read_rgb
 from pathlib import Path
 name, ref = sys.argv[1], sys.argv[2]
 imgs = [read_rgb(p) for p in sorted(Path("samples/kvasir/images").iterdir())]
-a = predict_batch(load_model(name), imgs)
-b = predict_batch(load_model(ref), imgs)
+a = predict_batch(load_model(name), imgs, tta=False)  # the weights, whatever the cards' settings
+b = predict_batch(load_model(ref), imgs, tta=False)
 print(json.dumps(max(float(np.abs(x.prob - y.prob).max()) for x, y in zip(a, b))))
 """
 
@@ -188,6 +191,28 @@ def engine_training(cfg: dict[str, Any]) -> dict[str, Any]:
             "seed": cfg["train"]["seed"], "initial_options": cfg["model"]["options"]}
 
 
+def inference_settings(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's ``inference`` block: the run card's (``medattn train`` writes it; older runs: no TTA,
+    threshold 0.5), ``--tta/--no-tta`` and ``--threshold`` overriding. Says so when an override departs from
+    the settings the run's test metrics were measured with (``benchmarks/polyp_results.py`` and
+    ``benchmarks/ph2_results.py`` run a model as its card says)."""
+    run_settings = card_inference(run_card, str(run / f"{args.checkpoint}.json"))
+    chosen = {"input_size": run_settings["input_size"] or run_card["input_size"],
+              "tta": run_settings["tta"] if args.tta is None else args.tta,
+              "threshold": run_settings["threshold"] if args.threshold is None else args.threshold}
+    for key in ("tta", "threshold"):
+        if chosen[key] != run_settings[key]:
+            print(f"note: inference.{key} = {chosen[key]} but the run's card says {run_settings[key]}: the card's "
+                  f"test metrics were measured with the run's setting; evaluate again before shipping")
+    return chosen
+
+
+def inference_flags(args: argparse.Namespace) -> str:
+    """The ``--tta/--no-tta`` and ``--threshold`` words of a bundle command ('' when not given)."""
+    tta = "" if args.tta is None else (" --tta" if args.tta else " --no-tta")
+    return tta + ("" if args.threshold is None else f" --threshold {args.threshold:g}")
+
+
 def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
     """Card fields of a `medattn train` run (config.yaml, history.csv, split.json, evaluation caches)."""
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
@@ -195,6 +220,7 @@ def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, A
     return {
         "task": run_card.get("task", "segmentation"),
         "input_size": run_card["input_size"],
+        "inference": inference_settings(run, args, run_card),
         "data": {"root": [rel(r) for r in cfg["data"]["root"]], "split": cfg["data"]["split"], "augment": cfg["data"]["augment"],
                  "in_channels": cfg["data"]["in_channels"]},
         "split": describe_split(run, cfg),
@@ -208,7 +234,7 @@ def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, A
         "metrics": test_metrics(run, args.checkpoint),
         "command": train_command(run),
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint}"
-                        + (" --fp16" if args.fp16 else ""),
+                        + (" --fp16" if args.fp16 else "") + inference_flags(args),
         "pretraining_commands": {k: train_command(Path(v).parent) for k, v in cfg["model"]["options"].items()
                                  if k in FILE_OPTIONS and isinstance(v, str) and train_command(Path(v).parent)},
     }
@@ -572,7 +598,13 @@ def main() -> None:
     ap.add_argument("--row", default=None, help="denoisers: the results row to take when several evaluated the weights")
     ap.add_argument("--results", type=Path, default=LDCT_RESULTS,
                     help="denoisers: the benchmarks/ldct_eval.py results holding this run's weights")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="segmentation: ship with test-time augmentation on / off (default: the run's card)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="segmentation: the mask threshold the bundle ships with (default: the run's card, else 0.5)")
     args = ap.parse_args()
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        ap.error(f"--threshold must be in [0, 1], got {args.threshold}")
 
     run = args.run
     weights = run / f"{args.checkpoint}.safetensors"
@@ -580,6 +612,9 @@ def main() -> None:
     run_card = json.loads((run / f"{args.checkpoint}.json").read_text(encoding="utf-8"))
     options = {k: (None if k in FILE_OPTIONS else v) for k, v in run_card["options"].items()}
     check = CHECK
+    segmenting = run_card["model"] not in ENHANCEMENT_BENCHMARKS and run_card.get("task") != "denoising"
+    if not segmenting and (args.tta is not None or args.threshold is not None):
+        raise SystemExit("error: --tta/--no-tta and --threshold are for segmentation models")
     if run_card["model"] in ENHANCEMENT_BENCHMARKS:
         script = ENHANCEMENT_BENCHMARKS[run_card["model"]]
         command = args.command or recorded_command(run_card)

@@ -141,6 +141,51 @@ def test_card_and_integrity(name):
         assert card["options"].get(key) is None, f"{name}: option {key} points at a file outside the package"
 
 
+SEGMENTERS = [n for n in BUNDLED if model_card(WEIGHTS_DIR / f"{n}.safetensors").get("task") == "segmentation"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_card_inference_block_is_valid(name):
+    """Every bundled card's ``inference`` block reads (a denoiser's keep_noise is its own)."""
+    from medattn.inference.loading import card_inference
+
+    card = model_card(WEIGHTS_DIR / f"{name}.safetensors")
+    card_inference(card, f"{name}.json")  # raises on a malformed block
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_segmenter_card_says_how_it_was_measured(name):
+    """A segmenter's card says how to run it; the shipped numbers were measured without TTA at p > 0.5
+    (benchmarks/polyp_results.py, benchmarks/ph2_results.py), so the card must say exactly that."""
+    from medattn.inference import load_model
+
+    card = model_card(WEIGHTS_DIR / f"{name}.safetensors")
+    assert card["inference"] == {"input_size": card["input_size"], "tta": False, "threshold": 0.5}
+    lm = load_model(name)
+    assert lm.settings() == card["inference"] and lm.input_size == tuple(card["input_size"])
+
+
+def test_bundle_script_keeps_the_runs_inference_settings_unless_told(tmp_path, capsys):
+    from argparse import Namespace
+
+    spec = importlib.util.spec_from_file_location("bundle_model", REPO / "scripts" / "bundle_model.py")
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    run_card = {"input_size": [96, 128], "inference": {"input_size": [96, 128], "tta": True, "threshold": 0.4}}
+    args = Namespace(checkpoint="best", tta=None, threshold=None)
+    assert bundle.inference_settings(tmp_path, args, run_card) == run_card["inference"]
+    assert bundle.inference_flags(args) == "" and "note" not in capsys.readouterr().out
+    args = Namespace(checkpoint="best", tta=False, threshold=0.5)
+    assert bundle.inference_settings(tmp_path, args, run_card) == {"input_size": [96, 128], "tta": False,
+                                                                    "threshold": 0.5}
+    assert bundle.inference_flags(args) == " --no-tta --threshold 0.5"
+    assert "the card's test metrics were measured with the run's setting" in capsys.readouterr().out
+    # a run card from before the inference block: its input size, no TTA, threshold 0.5
+    old = bundle.inference_settings(tmp_path, Namespace(checkpoint="last", tta=None, threshold=None),
+                                    {"input_size": [128, 128]})
+    assert old == {"input_size": [128, 128], "tta": False, "threshold": 0.5}
+
+
 @pytest.mark.parametrize("name", BUNDLED)
 def test_listed_as_bundled(name, run_cli):
     code, out, _ = run_cli("models", name, "--json")
@@ -157,8 +202,8 @@ def test_polyp_model_segments_the_samples(name):
 
     lm = load_model(name)
     images = sorted((SAMPLES / "images").iterdir())
-    preds = predict_batch(lm, [read_rgb(p) for p in images])
-    dices = [_dice(pr.prob > 0.5, read_mask(SAMPLES / "masks" / f"{p.stem}.png")) for p, pr in zip(images, preds, strict=True)]
+    preds = predict_batch(lm, [read_rgb(p) for p in images])  # as the card says (inference block)
+    dices = [_dice(pr.prob > lm.threshold, read_mask(SAMPLES / "masks" / f"{p.stem}.png")) for p, pr in zip(images, preds, strict=True)]
     assert len(dices) == 6
     assert np.mean(dices) > 0.5, f"{name}: Dice on the six Kvasir samples {np.round(dices, 3)}"
 
@@ -184,7 +229,8 @@ def test_skin_model_reproduces_its_card(name, shared_data):
     samples = [s for s in discover(shared_data / "ph2").samples if s.id in held_out]
     assert len(samples) == len(held_out) == card["metrics"]["held_out_images"]
     lm = load_model(name)
-    dices = [_dice(predict_batch(lm, [read_rgb(s.image)])[0].prob > 0.5, read_mask(s.mask)) for s in samples]
+    dices = [_dice(predict_batch(lm, [read_rgb(s.image)])[0].prob > lm.threshold, read_mask(s.mask))
+             for s in samples]
     assert np.mean(dices) == pytest.approx(card["metrics"]["test"]["dice"], abs=2e-3)
     assert np.mean(dices) > 0.6
 

@@ -175,6 +175,7 @@ def test_model_hook_calls_score_model(run_cli, tmp_path, monkeypatch):
                                    "--format", "json")  # fmt: skip
     assert code == 0, stderr
     assert calls["tta"] is True and calls["split"] is None and calls["model"] == "bsanet-polyp"
+    assert calls["threshold"] is None  # the model card's
     assert json.loads(stdout)["dice"] == 1.0
 
 
@@ -217,6 +218,29 @@ def test_no_empty_lines_on_stderr(run_cli, tmp_path):
     code, _, stderr = run_cli("evaluate", "--pred", folder, "--gt", folder)
     assert code == 0
     assert stderr.splitlines() and "" not in stderr.splitlines(), repr(stderr)
+
+
+def test_overlap_scores_use_the_threshold():
+    """Dice / IoU / precision / recall score p > threshold of a probability map; the toolbox scores do not move."""
+    from medattn.evaluation.evaluator import score_arrays
+
+    gt = np.zeros((10, 10), bool)
+    gt[:, :5] = True
+    pred = np.tile(np.linspace(255, 0, 10).round().astype(np.uint8), (10, 1))  # 255 ... 0 left to right
+    at_half, _, _ = score_arrays(pred, gt, "prob")
+    lower, _, _ = score_arrays(pred, gt, "prob", threshold=0.3)
+    assert at_half["dice"] == pytest.approx(1.0)  # columns 0-4 (values >= 142) are the mask
+    assert lower["recall"] == pytest.approx(1.0) and lower["precision"] == pytest.approx(5 / 7)  # columns 0-6
+    assert lower["Sm"] == at_half["Sm"] and lower["MAE"] == at_half["MAE"]
+    binary = np.where(gt, np.uint8(255), np.uint8(0))
+    assert score_arrays(binary, gt, "auto", threshold=0.9)[0]["dice"] == pytest.approx(1.0)  # a mask stays a mask
+
+
+def test_model_threshold_needs_a_model(run_cli, tmp_path):
+    code, _, stderr = run_cli("evaluate", "--pred", tmp_path, "--gt", tmp_path, "--threshold", "0.3")
+    assert code == 2 and "--threshold need --model/--data" in stderr
+    code, _, stderr = run_cli("evaluate", "--model", "bsanet-polyp", "--data", tmp_path, "--threshold", "1.5")
+    assert code == 2 and "--threshold must be in [0, 1], got 1.5" in stderr
 
 
 def test_binary_detection():

@@ -34,6 +34,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.data.root == [SAMPLES.resolve()]
     d = Config().dump()  # every section has visible defaults
     assert d["train"]["batch_size"] == 8 and d["loss"]["name"] == "bce_dice" and d["schedule"]["name"] == "none"
+    assert d["inference"] == {"tta": False, "threshold": 0.5}
 
 
 def test_parse_override_yaml_scalars() -> None:
@@ -56,6 +57,9 @@ def test_parse_override_yaml_scalars() -> None:
         (["optim.name=rmsprop"], "optim.name: Input should be 'adam', 'adamw' or 'sgd'"),
         (["data.split.kind=kfold", "data.split.fold=5"], "fold 5 does not exist with k=5"),
         (["train.epochs.x=1"], "train.epochs: Input should be a valid integer"),
+        (["inference.threshold=1.5"], "inference.threshold: Input should be less than or equal to 1"),
+        (["inference.tta=maybe"], "inference.tta: Input should be a valid boolean"),
+        (["inference.tt=true"], "inference.tt: unknown setting"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:

@@ -77,9 +77,11 @@ def bob(app):
 TINY_OPTS = {"in_channels": 3, "num_classes": 1, "channels": [8, 16, 32], "num_res_units": 1}
 
 
-def install_tiny_model(settings, name: str = "tiny-polyp", modality: list[str] | None = ("endoscopy",)) -> str:
+def install_tiny_model(settings, name: str = "tiny-polyp", modality: list[str] | None = ("endoscopy",),
+                       inference: dict | None = None) -> str:
     """An (untrained) small U-Net checkpoint in the app's models folder: exercises the pipeline, not accuracy.
-    Its card declares ``modality`` (None: no modality field, as a card written before they existed)."""
+    Its card declares ``modality`` (None: no modality field, as a card written before they existed) and
+    ``inference`` when given (how the model is meant to be run)."""
     import torch
 
     from medattn.models import create
@@ -88,7 +90,8 @@ def install_tiny_model(settings, name: str = "tiny-polyp", modality: list[str] |
     torch.manual_seed(0)
     save_bundled(create("unet", **TINY_OPTS), name, TINY_OPTS,
                  {"model": "unet", "input_size": [64, 64], "task": "segmentation", "version": "test",
-                  **({"modality": list(modality)} if modality else {})},
+                  **({"modality": list(modality)} if modality else {}),
+                  **({"inference": inference} if inference is not None else {})},
                  folder=settings.models_dir)
     return name
 

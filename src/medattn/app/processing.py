@@ -88,16 +88,17 @@ def user_model_path(model: str, user_models: dict[str, Path]) -> str:
     return str(user_models[model]) if model in user_models else model
 
 
-_MODEL_CACHE: dict[tuple[str, float], Any] = {}
+_MODEL_CACHE: dict[tuple[str, float, float], Any] = {}
 
 
 def load_cached(spec: str) -> Any:
-    """``medattn.inference.load_model`` once per weights file (and its modification time) per process."""
+    """``medattn.inference.load_model`` once per weights file per process; a changed weights file or card
+    (its modification time: an edited ``inference`` block) loads again."""
     from medattn.inference import load_model
     from medattn.models import hub
 
     path = hub.bundled_weights(spec) or Path(spec)
-    key = (str(spec), path.stat().st_mtime if path.exists() else 0.0)
+    key = (str(spec), *(p.stat().st_mtime if p.exists() else 0.0 for p in (path, path.with_suffix(".json"))))
     if key not in _MODEL_CACHE:
         if len(_MODEL_CACHE) >= 4:  # a handful of models fit in memory; drop the oldest
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))

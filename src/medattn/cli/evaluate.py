@@ -9,13 +9,13 @@ import typer
 from medattn.errors import MedattnError
 
 
-def _model_result(model: str, data: Path, split: Path | None, out: Path | None, tta: bool, **score):
+def _model_result(model: str, data: Path, split: Path | None, out: Path | None, **score):
     """Predict with a model (``medattn.inference.score_model``) and score the maps."""
     try:
         from medattn.inference import score_model
     except ImportError:
         raise MedattnError("model evaluation is not available: medattn.inference is not installed") from None
-    return score_model(model, data, split, out=out, tta=tta, **score)
+    return score_model(model, data, split, out=out, **score)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +56,14 @@ def register(app: typer.Typer) -> None:
             "(PraNet's kvasir-seg_pranet_test.txt in ../shared/data/splits) or a JSON split from `medattn datasets split` "
             "(its test parts, only the images inside --data). Default: every labelled image of --data.",
         ),
-        tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (--model)."),
+        tta: bool | None = typer.Option(None, "--tta/--no-tta",
+                                        help="Test-time augmentation (--model; default: the model card's "
+                                             "inference.tta, else off)."),
+        threshold: float | None = typer.Option(
+            None, "--threshold", metavar="P",
+            help="With --model: the mask (p > threshold) that Dice, IoU, precision and recall score "
+            "(default: the model card's inference.threshold, else 0.5).",
+        ),
     ) -> None:
         """Score predictions against ground truth with the PraNet toolbox metrics.
 
@@ -85,13 +92,15 @@ def register(app: typer.Typer) -> None:
                 raise MedattnError("give either --pred/--gt or --model/--data, not both")
             if model is None or data is None:
                 raise MedattnError("--model and --data go together")
-            result = _model_result(model, data, split, out, tta, name=name, pred_type=pred_type,
-                                   workers=workers, progress=True, log=lambda line: say(f"evaluate: {line}"),
-                                   skip_unreadable=True)
+            if threshold is not None and not 0.0 <= threshold <= 1.0:
+                raise MedattnError(f"--threshold must be in [0, 1], got {threshold:g}")
+            result = _model_result(model, data, split, out, tta=tta, threshold=threshold, name=name,
+                                   pred_type=pred_type, workers=workers, progress=True,
+                                   log=lambda line: say(f"evaluate: {line}"), skip_unreadable=True)
             out_file = None
         else:
-            if split is not None or tta:
-                raise MedattnError("--split and --tta need --model/--data")
+            if split is not None or tta is not None or threshold is not None:
+                raise MedattnError("--split, --tta and --threshold need --model/--data")
             if pred is None or gt is None:
                 raise MedattnError("give --pred DIR and --gt DIR (or --model NAME --data PATH)")
             result = evaluate_folders(pred, gt, name=name, pred_type=pred_type, workers=workers, progress=True,

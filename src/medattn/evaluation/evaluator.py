@@ -13,8 +13,9 @@ Reading rules (docs/metrics.md has the full list):
   like MATLAB ``imresize``) for probability maps, nearest neighbour for
   binary ones so they stay binary;
 * ``dice``, ``iou``, ``precision``, ``recall`` use the prediction as stored
-  at p > 0.5 (8-bit value > 127), the other scores the toolbox's min-max
-  normalised map.
+  at p > 0.5 (8-bit value > 127; ``threshold`` t: value > floor(255 t), so
+  ``medattn evaluate --model`` scores the mask its model card asks for), the
+  other scores the toolbox's min-max normalised map.
 
 Images are scored in a pool of worker processes (chunks of images per task);
 a handful of images is scored in this process. A pair whose file cannot be
@@ -118,9 +119,11 @@ def _resize(pred: np.ndarray, shape: tuple[int, int], binary: bool) -> np.ndarra
 
 
 def score_arrays(
-    pred: np.ndarray, gt: np.ndarray, pred_type: PredType = "auto"
+    pred: np.ndarray, gt: np.ndarray, pred_type: PredType = "auto", threshold: float = 0.5
 ) -> tuple[dict[str, float], dict[str, np.ndarray], bool]:
-    """Score one 8-bit prediction against a boolean mask: (row, curves, scored as binary)."""
+    """Score one 8-bit prediction against a boolean mask: (row, curves, scored as binary).
+
+    The overlap scores use the mask p > ``threshold`` of a probability map (a binary map: its mask)."""
     if pred_type not in ("auto", "prob", "binary"):
         raise ValueError(f"pred_type must be auto, prob or binary, got {pred_type!r}")
     binary = pred_type == "binary" or (pred_type == "auto" and is_binary_map(pred))
@@ -129,30 +132,31 @@ def score_arrays(
     if pred.shape != gt.shape:
         pred = _resize(pred, gt.shape, binary)
     row, curves = sod_scores(pred, gt, binary=binary, return_curves=True)
-    overlap = scores_from_confusion(*confusion(pred > 127, gt))
+    overlap = scores_from_confusion(*confusion(pred > int(threshold * 255), gt))
     for key in ("dice", "iou", "precision", "recall"):
         row[key] = overlap[key]
     return row, curves, binary
 
 
-def _score_files(pred_path: Path, gt_path: Path, pred_type: PredType):
+def _score_files(pred_path: Path, gt_path: Path, pred_type: PredType, threshold: float):
     from medattn.io import read_gray, read_mask
 
     gt = read_mask(gt_path)
     pred = read_gray(pred_path)
-    return score_arrays(pred, gt, pred_type)
+    return score_arrays(pred, gt, pred_type, threshold)
 
 
 Scored = tuple[str, dict, dict, bool]  # (id, row, curves, scored as binary)
 
 
-def _score_chunk(chunk: Sequence[tuple[str, Path, Path]], pred_type: PredType) -> tuple[list[Scored], list[str]]:
+def _score_chunk(chunk: Sequence[tuple[str, Path, Path]], pred_type: PredType,
+                 threshold: float = 0.5) -> tuple[list[Scored], list[str]]:
     """Worker task: the scored pairs of a chunk and one message per pair that could not be read."""
     out: list[Scored] = []
     errors: list[str] = []
     for image_id, pred_path, gt_path in chunk:
         try:
-            row, curves, binary = _score_files(pred_path, gt_path, pred_type)
+            row, curves, binary = _score_files(pred_path, gt_path, pred_type, threshold)
         except MedattnError as exc:  # MedattnIOError does not survive pickling: send the text
             errors.append(str(exc))
             continue
@@ -182,13 +186,14 @@ def _run(
     pred_type: PredType,
     workers: int,
     advance: Callable[[int], None],
+    threshold: float = 0.5,
 ) -> tuple[list[Scored], list[str]]:
     """Score every pair: (results in the order of ``pairs``, messages of the pairs skipped)."""
     results: list[Scored] = []
     errors: list[str] = []
     if workers <= 1 or len(pairs) < SERIAL_BELOW:
         for pair in pairs:
-            scored, failed = _score_chunk([pair], pred_type)
+            scored, failed = _score_chunk([pair], pred_type, threshold)
             results += scored
             errors += failed
             advance(1)
@@ -197,7 +202,7 @@ def _run(
     size = max(1, min(16, math.ceil(len(pairs) / (workers * 4))))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        futures = {pool.submit(_score_chunk, chunk, pred_type): len(chunk) for chunk in chunks}
+        futures = {pool.submit(_score_chunk, chunk, pred_type, threshold): len(chunk) for chunk in chunks}
         for fut in as_completed(futures):
             scored, failed = fut.result()
             results += scored
@@ -237,6 +242,7 @@ def evaluate_pairs(
     workers: int | None = None,
     progress: bool = False,
     skip_unreadable: bool = False,
+    threshold: float = 0.5,
 ) -> EvalResult:
     """Evaluate ``(id, prediction path, ground-truth path)`` triples.
 
@@ -250,6 +256,8 @@ def evaluate_pairs(
         skip_unreadable: leave a pair whose file cannot be read out of the scores
             and put its message (naming the file) in :attr:`EvalResult.skipped`
             (``medattn evaluate`` does); by default such a pair is an error.
+        threshold: ``dice``, ``iou``, ``precision`` and ``recall`` score the mask
+            p > threshold of a probability map (8-bit value > floor(255 threshold)).
 
     Raises :class:`~medattn.errors.MedattnError` with the first unreadable file's
     message when a pair cannot be read (unless skipped) or when no pair can.
@@ -263,7 +271,7 @@ def evaluate_pairs(
         raise MedattnError(f"image ids must be unique, repeated: {', '.join(dup[:5])}")
     workers = default_workers() if workers is None else max(1, int(workers))
     with progress_bar(f"scoring {name or 'predictions'}", len(clean), enabled=progress) as advance:
-        results, errors = _run(clean, pred_type, workers, advance)
+        results, errors = _run(clean, pred_type, workers, advance, threshold)
     if errors and (not results or not skip_unreadable):
         more = f" (and {len(errors) - 1} more pairs that cannot be read)" if len(errors) > 1 else ""
         raise MedattnError(errors[0] + more)

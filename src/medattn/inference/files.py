@@ -61,18 +61,27 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     write_image(path, array)
 
 
-def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[str | os.PathLike[str]],
-                  out: str | os.PathLike[str], tta: bool = False, threshold: float = 0.5,
-                  batch_size: int = 4, progress: bool = True) -> list[Path]:
-    """Predict every input image; write mask, overlay, attention PNGs and a JSON each. Returns the JSONs.
-
-    Streams: at most ``batch_size`` images are in memory at a time.
-    """
-    from medattn.io import read_image
-
+def segmentation_model(model: str | os.PathLike[str] | LoadedModel) -> LoadedModel:
+    """``model`` loaded (unless it is already), or an error when it does not segment."""
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     if lm.task != "segmentation":
         raise MedattnError(f"model {lm.name!r} is a {lm.task} model; `medattn predict` needs a segmentation model")
+    return lm
+
+
+def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[str | os.PathLike[str]],
+                  out: str | os.PathLike[str], tta: bool | None = None, threshold: float | None = None,
+                  batch_size: int = 4, progress: bool = True) -> list[Path]:
+    """Predict every input image; write mask, overlay, attention PNGs and a JSON each. Returns the JSONs.
+
+    ``tta`` / ``threshold`` None: the model card's (:meth:`LoadedModel.settings`); each JSON
+    records the settings used. Streams: at most ``batch_size`` images are in memory at a time.
+    """
+    from medattn.io import read_image
+
+    lm = segmentation_model(model)
+    settings = lm.settings(tta, threshold)
+    tta, threshold = settings["tta"], settings["threshold"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = list(iter_inputs(inputs))
@@ -106,6 +115,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
                 "spacing_mm": list(spacing) if spacing else None,
                 "threshold": threshold,
                 "tta": tta,
+                "inference": settings,
                 "lesions": measure_lesions(pred.prob, threshold, spacing),
             }
             record["lesion_count"] = len(record["lesions"])
@@ -130,7 +140,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
 
 def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                    split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str],
-                   tta: bool = False, batch_size: int = 4, progress: bool = True,
+                   tta: bool | None = None, batch_size: int = 4, progress: bool = True,
                    log: Callable[[str], None] | None = None) -> list[tuple[str, Path, Path]]:
     """Predict the labelled images of ``data`` chosen by ``split`` with ``model``.
 
@@ -138,7 +148,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     medattn JSON split (see :func:`medattn.data.evaluation_samples`). Writes 8-bit
     probability maps as PNG at each ground truth's size into ``out`` and returns
     (id, prediction, ground truth) triples for :func:`medattn.evaluation.evaluate_pairs`.
-    ``log`` receives one line saying what is predicted.
+    ``tta`` None: the model card's. ``log`` receives one line saying what is predicted.
     """
     from medattn.data import evaluation_samples
     from medattn.io import read_image
@@ -147,7 +157,9 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
     samples = evaluation_samples(data, split)
     if log is not None:
         chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
-        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source}")
+        h, w = lm.input_size
+        log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source} at {h}x{w}, "
+            f"{lm.describe_tta(tta)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
@@ -172,23 +184,29 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
 
 def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                 split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
-                tta: bool = False, name: str = "", pred_type: PredType = "auto", workers: int | None = None,
-                progress: bool = True, log: Callable[[str], None] | None = None,
-                skip_unreadable: bool = False) -> EvalResult:
+                tta: bool | None = None, threshold: float | None = None, name: str = "",
+                pred_type: PredType = "auto", workers: int | None = None, progress: bool = True,
+                log: Callable[[str], None] | None = None, skip_unreadable: bool = False) -> EvalResult:
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
 
-    Without ``out`` the maps go to a temporary folder that is removed afterwards,
+    ``tta`` / ``threshold`` (the mask that Dice, IoU, precision and recall score) None: the model
+    card's; ``log`` receives one line saying what is predicted with which settings. Without ``out`` the maps go to a temporary folder that is removed afterwards,
     also when prediction fails or is interrupted.
     """
     from medattn.evaluation import evaluate_pairs
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     label = name or (lm.name if isinstance(model, LoadedModel) else Path(model).stem)
+    cut = lm.settings(tta, threshold)["threshold"]
+
+    def say(line: str) -> None:
+        if log is not None:
+            log(f"{line}, Dice / IoU of p > {cut:g} ({'card' if threshold is None else 'given'})")
 
     def run(folder: str | os.PathLike[str]) -> EvalResult:
-        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=log)
+        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=say)
         return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
-                              skip_unreadable=skip_unreadable)
+                              skip_unreadable=skip_unreadable, threshold=cut)
 
     if out is not None:
         return run(out)

@@ -1,4 +1,12 @@
-"""Find and load a trained model: a bundled name, a ``.safetensors`` + card, a run folder, or a torch checkpoint."""
+"""Find and load a trained model: a bundled name, a ``.safetensors`` + card, a run folder, or a torch checkpoint.
+
+A segmentation card says how the model is meant to be run in its ``inference`` block:
+``{"input_size": [H, W], "tta": bool, "threshold": float}`` (``medattn train`` writes it from the
+config's ``data.input_size`` and ``inference`` section). :class:`LoadedModel` exposes these settings
+and every consumer (``predict_batch``, ``medattn predict``, ``medattn evaluate --model``, the app)
+uses them unless its caller says otherwise. Cards without the block mean the top-level
+``input_size``, no TTA and threshold 0.5 (what every consumer did before cards had it).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from medattn.errors import ConfigError, MedattnIOError
+
+#: the mask threshold of a card that does not say
+DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass
@@ -23,6 +34,8 @@ class LoadedModel:
         input_size: (H, W) the model was trained at; images are resized to it.
         in_channels: 1 (grayscale) or 3 (RGB).
         task: registry task (segmentation, denoising, ...).
+        tta: the card's ``inference.tta``: average with the flipped inputs by default.
+        threshold: the card's ``inference.threshold``: the mask is ``prob > threshold``.
     """
 
     model: Any
@@ -32,10 +45,54 @@ class LoadedModel:
     input_size: tuple[int, int] = (256, 256)
     in_channels: int = 3
     task: str = "segmentation"
+    tta: bool = False
+    threshold: float = DEFAULT_THRESHOLD
 
     @property
     def version(self) -> str:
         return str(self.card.get("version") or self.card.get("trained_at") or "")
+
+    def settings(self, tta: bool | None = None, threshold: float | None = None) -> dict[str, Any]:
+        """The inference settings of a run: the card's, with ``tta`` / ``threshold`` overriding when given."""
+        return {"input_size": list(self.input_size), "tta": self.tta if tta is None else bool(tta),
+                "threshold": self.threshold if threshold is None else float(threshold)}
+
+    def describe_tta(self, tta: bool | None = None) -> str:
+        """``TTA on (card)``, ``TTA off (given)``, ...: the TTA used and where it came from."""
+        used = self.tta if tta is None else tta
+        return f"TTA {'on' if used else 'off'} ({'card' if tta is None else 'given'})"
+
+    def describe_settings(self, tta: bool | None = None, threshold: float | None = None) -> str:
+        """One line naming the settings used and where each came from (the card or the caller)."""
+        used = self.settings(tta, threshold)
+        h, w = used["input_size"]
+        return (f"inference settings: input {h}x{w} (card), {self.describe_tta(tta)}, "
+                f"threshold {used['threshold']:g} ({'card' if threshold is None else 'given'})")
+
+
+def card_inference(card: dict[str, Any], source: str = "card") -> dict[str, Any]:
+    """The validated inference settings of a card: ``{"input_size": [H, W] | None, "tta", "threshold"}``.
+
+    A missing block or key gives the defaults (input size None: the caller's fallback). Other keys
+    of the block (a denoiser's ``keep_noise``) are left to their readers. A malformed value is a
+    :class:`~medattn.errors.ConfigError` naming ``source`` and the key.
+    """
+    block = {} if card.get("inference") is None else card["inference"]
+    if not isinstance(block, dict):
+        raise ConfigError(f"{source}: inference must be an object, got {block!r}")
+    size = block.get("input_size")
+    if size is not None:
+        size = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise ConfigError(f"{source}: inference.input_size must be [H, W] of positive integers, got {size!r}")
+    tta = block.get("tta", False)
+    if not isinstance(tta, bool):
+        raise ConfigError(f"{source}: inference.tta must be true or false, got {tta!r}")
+    threshold = block.get("threshold", DEFAULT_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"{source}: inference.threshold must be a number in [0, 1], got {threshold!r}")
+    return {"input_size": size, "tta": tta, "threshold": float(threshold)}
 
 
 def _resolve_file(spec: Path) -> Path:
@@ -75,10 +132,12 @@ def load_model(spec: str | os.PathLike[str], device: str = "cpu", **options: Any
     info = None
     with contextlib.suppress(ConfigError):
         info = model_info(name)
-    size = card.get("input_size") or (list(info.input_size) if info else [256, 256])
+    settings = card_inference(card, str(Path(path).with_suffix(".json")))
+    size = settings["input_size"] or card.get("input_size") or (list(info.input_size) if info else [256, 256])
     if isinstance(size, int):
         size = [size, size]
     in_ch = int(card.get("options", {}).get("in_channels", getattr(model, "in_channels", 3)))
     model = model.to(device).eval()
     return LoadedModel(model=model, name=name, source=source, card=card, input_size=(int(size[0]), int(size[1])),
-                       in_channels=in_ch, task=card.get("task") or (info.task if info else "segmentation"))
+                       in_channels=in_ch, task=card.get("task") or (info.task if info else "segmentation"),
+                       tta=settings["tta"], threshold=settings["threshold"])

@@ -6,8 +6,9 @@ Images go through the same preprocessing as training
 logits are resized back to the image size before the sigmoid, so the
 probability map has the image's own size.
 
-Test-time augmentation (``tta=True``) averages the probabilities of the
-image and its horizontal and vertical flips.
+Test-time augmentation (``tta=True``) averages the logits of the
+image and its horizontal and vertical flips; ``tta=None`` (the default)
+means the model card's ``inference.tta`` (:attr:`LoadedModel.tta`).
 
 The *attention map* of a prediction comes from the model's
 ``attention_map(x) -> (B, 1, h, w)`` method when it has one (model authors:
@@ -94,8 +95,9 @@ def _normalise(a: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_batch(lm: LoadedModel, images: list[np.ndarray], tta: bool = False) -> list[Prediction]:
-    """Predict a list of images (any sizes) in one forward pass."""
+def predict_batch(lm: LoadedModel, images: list[np.ndarray], tta: bool | None = None) -> list[Prediction]:
+    """Predict a list of images (any sizes) in one forward pass (three with TTA; None: the card's)."""
+    tta = lm.tta if tta is None else tta
     model = lm.model
     model.eval()
     x = _batch(images, lm).to(next(model.parameters()).device)
@@ -116,6 +118,6 @@ def predict_batch(lm: LoadedModel, images: list[np.ndarray], tta: bool = False) 
     return preds
 
 
-def predict_image(lm: LoadedModel, image: np.ndarray, tta: bool = False) -> Prediction:
-    """Predict one image ((H, W) or (H, W, C), any dtype)."""
+def predict_image(lm: LoadedModel, image: np.ndarray, tta: bool | None = None) -> Prediction:
+    """Predict one image ((H, W) or (H, W, C), any dtype); ``tta=None``: the card's."""
     return predict_batch(lm, [image], tta=tta)[0]

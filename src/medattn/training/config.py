@@ -239,6 +239,14 @@ class TrainConfig(_Section):
         return value
 
 
+class InferenceConfig(_Section):
+    """How the trained model is meant to be run; written into the checkpoint cards' ``inference`` block
+    (with ``data.input_size``), the defaults of ``medattn predict``, ``medattn evaluate --model`` and the app."""
+
+    tta: bool = Field(False, description="test-time augmentation: average with the flipped inputs")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="probability threshold of the mask")
+
+
 class Config(_Section):
     """Everything one training run needs (``medattn train CONFIG.yaml``)."""
 
@@ -250,6 +258,7 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
 
     def dump(self) -> dict[str, Any]:
         """Plain data (paths as strings) for YAML/JSON."""

@@ -411,6 +411,9 @@ class Trainer:
             extra.setdefault("modality", modality)
         if cfg.model.init is not None:
             extra["init"] = cfg.model.init
+        if self.task == "segmentation":  # how the model is meant to be run (medattn.inference.loading)
+            extra["inference"] = {**extra.get("inference", {}), "input_size": list(input_size),
+                                  **cfg.inference.model_dump()}
 
         def card_kwargs(epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
             return {"name": cfg.model.name, "options": options, "task": self.task,
