@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,12 +64,46 @@ def login(client: TestClient, name: str, password: str = "correct horse") -> str
     return re.search(r'name="csrf_token" value="([^"]+)"', home.text).group(1)
 
 
+@contextmanager
+def signed_in(app, name: str = "alice") -> Iterator[TestClient]:
+    """A client of ``app`` signed in as a new user ``name``, with its CSRF token as ``client.csrf``."""
+    make_user(app, name)
+    with TestClient(app) as c:
+        c.csrf = login(c, name)
+        yield c
+
+
 @pytest.fixture
 def alice(app):
-    make_user(app, "alice")
-    with TestClient(app) as c:
-        c.csrf = login(c, "alice")
+    with signed_in(app) as c:
         yield c
+
+
+@contextmanager
+def served(env: dict[str, str], stdout: int | None = subprocess.DEVNULL) -> Iterator[str]:
+    """``medattn serve`` in a subprocess (environment ``env``) on a free port; yields its base URL once
+    /api/health answers, and stops the server afterwards."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "medattn", "serve", "--port", str(port)], env=env,
+                            stdout=stdout, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            raise AssertionError("server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 @pytest.fixture

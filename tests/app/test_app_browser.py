@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from medattn.app.settings import AppSettings
 
-from .conftest import install_tiny_model
+from .conftest import install_tiny_model, served
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SAMPLE = sorted((Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images").glob("*.jpg"))[0]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,23 +35,8 @@ def server(tmp_path):
     env = {**os.environ, "MEDATTN_DATA_DIR": str(data), "MEDATTN_PASSWORD": "browser-test-pw"}
     subprocess.run([sys.executable, "-m", "medattn", "users", "create", "clinician"], env=env, check=True,
                    capture_output=True)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "medattn", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        else:
-            raise AssertionError("server did not start")
+    with served(env) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_sign_in_upload_segment_report(server, tmp_path):

@@ -16,16 +16,14 @@ from pydicom.data import get_testdata_file
 
 from medattn.app.web import create_app
 
-from .conftest import login, make_user, wait_done
+from .conftest import login, make_user, signed_in, wait_done
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
 
 
 @pytest.fixture
 def client(live_app):
-    make_user(live_app, "alice")
-    with TestClient(live_app) as c:
-        c.csrf = login(c, "alice")
+    with signed_in(live_app) as c:
         yield c
 
 

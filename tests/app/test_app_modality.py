@@ -22,7 +22,7 @@ from medattn.app import pipelines
 from medattn.app.web import create_app
 from medattn.models.hub import WEIGHTS_DIR, model_card
 
-from .conftest import install_tiny_model, login, make_user, wait_done
+from .conftest import install_tiny_model, login, make_user, signed_in, wait_done
 from .test_app_browser import CHROMIUM, server  # noqa: F401 (a fixture)
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -245,9 +245,7 @@ def test_model_without_declared_modality_needs_the_override(settings):
 
 @pytest.fixture
 def worker_client(live_app):
-    make_user(live_app, "alice")
-    with TestClient(live_app) as c:
-        c.csrf = login(c, "alice")
+    with signed_in(live_app) as c:
         yield c
 
 

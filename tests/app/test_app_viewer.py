@@ -15,7 +15,7 @@ from medattn.app.viewer import display_orientation, orient, read_info, to_file_o
 from medattn.io import read_image
 
 from . import test_app_cases
-from .conftest import login, make_user, wait_done
+from .conftest import served, signed_in, wait_done
 
 den_client = test_app_cases.den_client  # the fixture with a small denoiser installed
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "kvasir" / "images"
@@ -96,9 +96,7 @@ def test_the_112_slice_example_is_shown_radiologically():
 # ----------------------------------------------------------------- API / pages
 @pytest.fixture
 def client(live_app):
-    make_user(live_app, "alice")
-    with TestClient(live_app) as c:
-        c.csrf = login(c, "alice")
+    with signed_in(live_app) as c:
         yield c
 
 
@@ -222,9 +220,7 @@ def test_denoised_ras_volume_is_oriented_like_its_input(den_client, tmp_path):
 
 def test_another_users_case_slices_are_404(client, live_app):
     done = _upload(client, sorted(SAMPLE.glob("*.jpg"))[0])
-    make_user(live_app, "bob")
-    with TestClient(live_app) as bob:
-        login(bob, "bob")
+    with signed_in(live_app, "bob") as bob:
         r = bob.get(f"/api/cases/{done['id']}/slices/image/0")
         assert r.status_code == 404 and r.content != client.get(f"/api/cases/{done['id']}/slices/image/0").content
     with TestClient(live_app) as anon:
@@ -308,12 +304,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 def browser_server(tmp_path):
     """`medattn serve` in a subprocess with one user and a seeded CT volume case."""
     import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
 
     from medattn.app.db import Database
     from medattn.app.security import create_user
@@ -326,26 +316,9 @@ def browser_server(tmp_path):
         s.commit()
     image, prob, att = synthetic_ct()
     case_id = seed_case(settings, "clinician", image, prob, att, title="phantom CT", spacing=(2.5, 0.8, 0.8))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "MEDATTN_DATA_DIR": str(settings.data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "medattn", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        else:
-            raise AssertionError("server did not start")
+    with served(env) as base:
         yield base, case_id, settings
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def open_browser(p):
