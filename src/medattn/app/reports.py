@@ -37,6 +37,8 @@ _KEY_IMAGES = 4
 _HEADLINE = (("meanDice", "mean Dice"), ("dice", "Dice"), ("iou", "IoU"), ("psnr", "PSNR (dB)"),
              ("psnr_gain_db", "PSNR gain (dB)"), ("ssim", "SSIM"), ("crop_auc", "AUC"), ("crop_accuracy", "accuracy"),
              ("accuracy", "accuracy"), ("psnr_colorized", "PSNR (dB)"))
+# Groups of a card's test results that are references, not the model's own scores.
+_REFERENCE_GROUPS = ("low_dose_input", "input", "baseline", "machine")
 # Card fields that are developer detail: the appendix, never page 1.
 _APPENDIX_FIELDS = ("version", "sha256", "summary", "command", "bundled_with", "pretraining_commands", "trained_from",
                     "checkpoint", "epochs", "input_size", "hardware", "wall_clock_seconds", "training", "data",
@@ -101,16 +103,21 @@ def model_cards(model_name: str | None) -> list[dict[str, Any]]:
 
 
 def validated_performance(card: dict[str, Any]) -> str:
-    """The card's held-out test results in one line (``"Dice 0.871 (test_kvasir), ..."``), or a notice."""
+    """The card's held-out test results in one line (``"mean Dice 0.841 (kvasir, 100 images); ..."``), or a notice.
+
+    The model's own scores come first: scores at the top level of ``metrics.test`` (a denoiser's PSNR,
+    with its gain over the input), else one group per test set. Reference rows stored beside them (the
+    low-dose input's scores, the machine) are not the model's performance and are never shown as such.
+    """
     metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
     test = metrics.get("test")
     if not isinstance(test, dict) or not test:
         return "no validated performance in the model card"
-    groups = {k: v for k, v in test.items() if isinstance(v, dict) and _headline(v)}
-    if groups:
-        parts = [f"{_headline(v)} ({name.removeprefix('test_')}{_images(v)})" for name, v in groups.items()]
+    if _headline(test):
+        parts = [_headline(test, most=3)]
     else:
-        parts = [_headline(test)] if _headline(test) else []
+        parts = [f"{_headline(v)} ({name.removeprefix('test_')}{_images(v)})" for name, v in test.items()
+                 if isinstance(v, dict) and name not in _REFERENCE_GROUPS and _headline(v)]
     if not parts:
         return "no validated performance in the model card"
     where = metrics.get("test_kind")  # "source" (a script and a run folder) is developer detail: appendix
@@ -122,12 +129,18 @@ def _images(values: dict[str, Any]) -> str:
     return f", {count} images" if isinstance(count, int) and not isinstance(count, bool) else ""
 
 
-def _headline(values: dict[str, Any]) -> str:
+def _headline(values: dict[str, Any], most: int = 1) -> str:
+    """The first ``most`` headline metrics present in ``values`` (each label once), e.g. ``"PSNR (dB) 33.9"``."""
+    found: list[str] = []
+    labels: set[str] = set()
     for key, label in _HEADLINE:
         v = values.get(key)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return f"{label} {v:.3g}"
-    return ""
+        if isinstance(v, int | float) and not isinstance(v, bool) and label not in labels:
+            found.append(f"{label} {v:.3g}")
+            labels.add(label)
+        if len(found) == most:
+            break
+    return ", ".join(found)
 
 
 def input_modality(case: Case) -> str:
