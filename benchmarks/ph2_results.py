@@ -135,6 +135,19 @@ def fmt(stat: dict[str, Any]) -> str:
     return f"{stat['mean']:.3f}" + (f" ± {stat['std']:.3f}" if stat["std"] is not None else "")
 
 
+def finished(run: Path) -> bool:
+    """Whether a training run reached the epochs its config asks for (``last.json``'s epoch): a run still
+    training (or interrupted) is left out of the table instead of being scored at an early epoch."""
+    import yaml
+
+    try:
+        wanted = int(yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"])
+        reached = int(json.loads((run / "last.json").read_text())["epoch"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return True  # not a `medattn train` folder of the usual shape: score what is there
+    return reached >= wanted
+
+
 def markdown(arms: dict[str, dict[str, Any]], paired: list[dict[str, Any]], checkpoint: str,
              part: str = "val") -> str:
     lines = ["| model | folds | " + " | ".join(HEADERS[k] for k in COLUMNS)
@@ -209,7 +222,7 @@ def main() -> None:
     for spec in args.arm or DEFAULT_ARMS:
         label, _, pattern = spec.rpartition("=")
         runs = [Path(p) for p in sorted(glob.glob(pattern))
-                if Path(p).is_dir() and (Path(p) / f"{args.checkpoint}.safetensors").is_file()]
+                if Path(p).is_dir() and (Path(p) / f"{args.checkpoint}.safetensors").is_file() and finished(Path(p))]
         if runs:
             per_arm[label or pattern] = [cached(r, args.checkpoint, args.force, args.part) for r in runs]
     if not per_arm:

@@ -75,3 +75,19 @@ def test_markdown_lists_parameters_beside_the_paper():
     assert arm["dice"]["std"] == pytest.approx(np.std([0.8, 0.81], ddof=1))
     md = results.markdown({"Unet-28": arm}, [], "best", part="test")
     assert "5.94 M (5.90 M)" in md and "96x128, 4 ch" in md and "'test' part" in md
+
+
+def test_unfinished_runs_are_left_out_of_the_table(tmp_path):
+    """A run still training (last.json below the config's epochs) must not be scored at an early epoch."""
+    results = _load("ph2_results")
+
+    def run(name: str, wanted: int, reached: int):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(f"train:\n  epochs: {wanted}\n")
+        (folder / "last.json").write_text(json.dumps({"epoch": reached}))
+        return folder
+
+    assert results.finished(run("done", 3, 3))
+    assert not results.finished(run("training", 3, 1))
+    assert results.finished(tmp_path)  # no config / last.json: not a training folder, scored as it is
