@@ -306,7 +306,9 @@ def run_case(db: Database, store: CaseStore, case_id: str, progress: Progress) -
                 store.add_file(s, case, kind, path, name=name)
             case.meta = {**result.meta, **guard}
             case.results = {**result.results, **guard}
-            case.modality = result.meta.get("modality") or guard.get("input_modality")
+            # One vocabulary for the case's modality (the guard's: ct, mr, endoscopy, ...); the file's own
+            # DICOM Modality tag stays in case.meta["modality"].
+            case.modality = guard.get("input_modality") or result.meta.get("modality")
             case.status, case.progress, case.message = "done", 1.0, ""
             case.finished_at = utcnow()
 
