@@ -32,12 +32,15 @@ class CheckedUpload:
     """A validated upload, de-identified when it was DICOM.
 
     ``files`` are the de-identified files to store as the case input (one,
-    or the slices of a series); ``suffix`` is the storage extension.
+    or the slices of a series); ``modality`` is ``(modality, best guess)``
+    (:func:`medattn.app.modality.detect`) of the image the check decoded, when
+    it decoded one whole (pictures and NIfTI), so it is not decoded again.
     """
 
     name: str
     kind: str  # png | jpeg | tiff | bmp | dicom | dicom-series | nifti
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    modality: tuple[str, str] | None = None
 
 
 def sniff(head: bytes) -> str | None:
@@ -104,8 +107,7 @@ def _check(name: str, data: bytes, max_bytes: int, max_pixels: int, deid_key: by
     if kind == "nifti" and not data.startswith(b"\x1f\x8b"):
         ext = ".nii"
     stored = _stem(name) + ext
-    _probe(name, stored, data, max_pixels)
-    return CheckedUpload(name, kind, [(stored, data)])
+    return CheckedUpload(name, kind, [(stored, data)], modality=_probe(name, stored, data, max_pixels))
 
 
 def _stem(name: str) -> str:
@@ -116,8 +118,10 @@ def _stem(name: str) -> str:
     return Path(base).stem[:MAX_STEM] or "input"
 
 
-def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> None:
-    """Decode the file once with medattn.io (pixel limit, NaN, truncation...)."""
+def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> tuple[str, str]:
+    """Decode the file once with medattn.io (pixel limit, NaN, truncation...); returns the decoded image's
+    ``(modality, best guess)`` (:func:`medattn.app.modality.detect`), found while the file is at hand."""
+    from medattn.app.modality import detect
     from medattn.io import read_image
     from medattn.io.shape import check_shape
 
@@ -127,7 +131,7 @@ def _probe(name: str, stored: str, data: bytes, max_pixels: int) -> None:
         try:
             if p.suffix not in (".dcm", ".nii", ".gz"):  # 2D pictures: not a 1x1 thumbnail nor a 3x20000 strip
                 check_shape(p)
-            read_image(p, max_pixels=max_pixels)
+            return detect(read_image(p, max_pixels=max_pixels))
         except MedattnIOError as exc:
             raise UploadError(f"{name}: {exc.problem}") from None
 

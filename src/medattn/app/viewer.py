@@ -178,12 +178,15 @@ def viewer_files(tmp: Path, *, image: Any = None, processed: np.ndarray | None =
 
 
 def _looks_ct(meta: Any, values: np.ndarray) -> bool:
-    """CT by its DICOM modality; without one (NIfTI), a gray image whose values reach air in HU (< -500)."""
+    """CT by its DICOM modality; without one (NIfTI), a gray image in Hounsfield units by the modality guard's
+    rule (:func:`medattn.app.modality.looks_like_hu`), so the viewer and the guard agree on what is CT."""
+    from medattn.app.modality import looks_like_hu
+
     modality = (meta.modality or "").upper()
     if modality:
         return modality == "CT"
     gray = not meta.layout.endswith("C") and values.dtype != np.uint8
-    return gray and values.size > 0 and float(values.min()) < -500
+    return gray and looks_like_hu(values)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

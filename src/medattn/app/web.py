@@ -564,7 +564,7 @@ def _check_and_store(state: AppState, s: Session, user: User, raw: list[tuple[st
 def _plan(up: Any, pipeline: str, model: str, allow_mismatch: bool) -> pipelines.Resolution:
     """The model for one checked upload, from its modality; HTTP 400 naming the file when none may run."""
     try:
-        found, guess = pipelines.detect_input(up.files, up.kind)
+        found, guess = up.modality or pipelines.detect_input(up.files, up.kind)  # decoded once, at the check
         return pipelines.resolve(pipeline, model or None, found, guess, allow_mismatch)
     except (ValueError, MedattnError) as exc:
         raise HTTPException(400, f"{up.name}: {exc}") from None
