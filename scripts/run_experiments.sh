@@ -28,9 +28,7 @@ fi
 
 # shared with the table scripts: log, step NAME CMD..., train NAME CONFIG ARGS... (restartable)
 source scripts/tables/_common.sh
-# the fast engine path (docs/training.md#speed-cpu); runs started before issue 14 used the first three
-FAST=(--set train.precision=bf16 --set train.deterministic=false --set data.cache=true
-      --set train.channels_last=auto --set optim.fused=true)
+# FAST (the fast engine path) comes from _common.sh; runs started before issue 14 used its first three
 
 # One polyp budget for BSANet and every baseline (PraNet protocol: 1305 train + 145 val images).
 POLYP_EPOCHS=${POLYP_EPOCHS:-3}

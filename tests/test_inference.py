@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 from medattn.errors import ConfigError
-from medattn.inference import evaluate_model, load_model, measure_lesions, predict_batch, predict_image
+from medattn.inference import MinSize, evaluate_model, find_lesions, load_model, predict_batch, predict_image
 from medattn.models import create
 from medattn.models.hub import save_bundled
 
@@ -94,15 +94,17 @@ def test_lesions_against_scipy_label():
     prob[5:10, 5:15] = 0.9  # 50 px
     prob[20:30, 30:34] = 0.7  # 40 px
     prob[35, 45] = 0.6  # 1 px
-    lesions = measure_lesions(prob, spacing=(0.5, 0.25))
+    _, lesions = find_lesions(prob, spacing=(0.5, 0.25), min_size=MinSize(px=1))
     _, n = ndimage.label(prob > 0.5, structure=np.ones((3, 3)))
     assert len(lesions) == n == 3
     assert [les["area_px"] for les in lesions] == [50, 40, 1]
+    assert [les["number"] for les in lesions] == [1, 2, 3]
     assert lesions[0]["bbox"] == [5, 5, 14, 9]
     assert lesions[0]["area_mm2"] == pytest.approx(50 * 0.125)
     assert lesions[1]["mean_confidence"] == pytest.approx(0.7, abs=1e-4)
-    assert measure_lesions(np.zeros((4, 4))) == []
-    assert measure_lesions(prob)[0]["area_mm2"] is None
+    assert find_lesions(np.zeros((4, 4)))[1] == []
+    assert find_lesions(prob)[1][0]["area_mm2"] is None
+    assert len(find_lesions(prob)[1]) == 2  # the default speck rule (4 px) drops the single pixel
 
 
 def test_predict_command_writes_everything(checkpoint, tmp_path, run_cli):
@@ -119,7 +121,13 @@ def test_predict_command_writes_everything(checkpoint, tmp_path, run_cli):
             assert (tmp_path / "out" / f"im{i}{suffix}").is_file()
         rec = json.loads((tmp_path / "out" / f"im{i}.json").read_text())
         mask = np.asarray(Image.open(tmp_path / "out" / f"im{i}_mask.png")) > 127
-        assert sum(les["area_px"] for les in rec["lesions"]) == int(mask.sum())
+        # every lesion the JSON lists is a component of the written mask (specks below the card's
+        # minimum are left out of the list, never out of the mask)
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        sizes = sorted(np.bincount(labels.ravel())[1:].tolist(), reverse=True)
+        listed = [les["area_px"] for les in rec["lesions"]]
+        assert listed == [s for s in sizes if s >= 4] and rec["lesion_count"] == len(listed)
+        assert all(les["longest_diameter_px"] > 0 for les in rec["lesions"])
         assert rec["size"] == [40, 50]
 
 

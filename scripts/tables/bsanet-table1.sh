@@ -22,7 +22,7 @@ LABELS=("U-Net" "UNet++" "Attention U-Net" "PraNet (MobileNetV2)" "EFEN (MobileN
 SPECS=()
 for i in "${!ROWS[@]}"; do
     name="${P}bsanet-table1-${ROWS[$i]}"
-    train "$name" "configs/bsanet_table1/${ROWS[$i]}.yaml" "${BUDGET[@]}" || exit 1
+    train "$name" "configs/bsanet_table1/${ROWS[$i]}.yaml" "${BUDGET[@]}" "${FAST[@]}" || exit 1
     SPECS+=("${LABELS[$i]}=runs/$name")
 done
 SPEED=256; [ "$SMOKE" = 1 ] && SPEED=32

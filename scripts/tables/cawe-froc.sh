@@ -3,7 +3,8 @@
 # stand-ins for the paper's AFDA and MedGA), three detector seeds, mean and spread.
 #
 #   scripts/run_experiments.sh cawe-froc                      # full budget (a GPU, or a long CPU queue)
-#   COLORIZER_MINUTES=30 FROC_SIZE=128 FROC_EPOCHS=4 scripts/run_experiments.sh cawe-froc   # a CPU budget
+#   COLORIZER_MINUTES=30 CAWE_MINUTES=15 FROC_SIZE=128 FROC_EPOCHS=4 FROC_TRAIN_LIMIT=300 \
+#       scripts/run_experiments.sh cawe-froc                  # the CPU budget of docs/results.md
 #   SMOKE=1 OMP_NUM_THREADS=1 scripts/run_experiments.sh cawe-froc                         # end-to-end check
 #
 # 1. the colorization GAN on all our colour training images (isic2017-unlabeled, 2000 dermoscopy
@@ -20,7 +21,8 @@ COLORIZER=runs/${P}cawe-froc-colorizer
 CLASSIFIER=runs/${P}cawe-froc-classifier
 COL=(--limit 0 --size "${COLORIZER_SIZE:-64}" --minutes "${COLORIZER_MINUTES:-120}")
 CLS=(--limit 0 --epochs "${CAWE_EPOCHS:-12}" --minutes "${CAWE_MINUTES:-60}")
-FROC=(--size "${FROC_SIZE:-256}" --epochs "${FROC_EPOCHS:-12}" --seeds "${FROC_SEEDS:-0,1,2}")
+FROC=(--size "${FROC_SIZE:-256}" --epochs "${FROC_EPOCHS:-12}" --seeds "${FROC_SEEDS:-0,1,2}"
+      --train-limit "${FROC_TRAIN_LIMIT:-0}")
 if [ "$SMOKE" = 1 ]; then
     COL=(--limit 16 --size 32 --steps 2 --batch 2)
     CLS=(--limit 8 --epochs 1 --minutes 0.5 --crop 32)

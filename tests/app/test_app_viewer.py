@@ -250,7 +250,7 @@ def seed_case(settings, username: str, image, prob: np.ndarray, attention: np.nd
     from sqlalchemy import select
 
     from medattn.app.db import Case, Database, User
-    from medattn.app.lesions import MinSize, find_lesions
+    from medattn.inference.lesions import MinSize, find_lesions
     from medattn.app.storage import CaseStore
     from medattn.app.viewer import viewer_files
     from medattn.inference.render import to_rgb8

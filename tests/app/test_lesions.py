@@ -1,4 +1,4 @@
-"""Lesion measurement (medattn.app.lesions) against hand-made masks, brute force and scipy/scikit-image."""
+"""Lesion measurement (medattn.inference.lesions) against hand-made masks, brute force and scipy/scikit-image."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medattn.app.lesions import MinSize, feret_diameter, find_lesions, min_size_from_card
+from medattn.inference.lesions import MinSize, feret_diameter, find_lesions, min_size_from_card
 
 
 def _brute_feret(mask: np.ndarray, spacing=(1.0, 1.0)) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from medattn.app.lesions import find_lesions, min_size_from_card
+from medattn.inference.lesions import find_lesions, min_size_from_card
 from medattn.app.processing import ProcessResult, Progress, load_cached, save_png, user_model_path
 from medattn.app.viewer import viewer_files
 

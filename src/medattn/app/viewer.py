@@ -17,7 +17,7 @@ Layers: at processing time :func:`viewer_files` writes ``.npy`` stacks of shape
   fit, else float32; uint8 RGB for colour images);
 - ``processed``: the denoised values, same convention;
 - ``labels``: lesion numbers (uint8, or uint16 beyond 255 lesions), see
-  :mod:`medattn.app.lesions`;
+  :mod:`medattn.inference.lesions`;
 - ``attention``: the attention map scaled to uint8 0..255.
 
 ``viewer.json`` holds the DICOM window (centre, width) when the file has one and

@@ -8,18 +8,20 @@ True
 """
 
 from medattn.inference.files import display_image, evaluate_model, iter_inputs, predict_paths, score_model
-from medattn.inference.lesions import measure_lesions
+from medattn.inference.lesions import MinSize, find_lesions, min_size_from_card
 from medattn.inference.loading import LoadedModel, load_model
 from medattn.inference.predict import Prediction, predict_batch, predict_image
 
 __all__ = [
     "LoadedModel",
+    "MinSize",
     "Prediction",
     "display_image",
     "evaluate_model",
+    "find_lesions",
     "iter_inputs",
     "load_model",
-    "measure_lesions",
+    "min_size_from_card",
     "predict_batch",
     "predict_image",
     "predict_paths",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medattn.errors import DatasetError, MedattnError, MedattnIOError
-from medattn.inference.lesions import measure_lesions
+from medattn.inference.lesions import find_lesions, min_size_from_card
 from medattn.inference.loading import LoadedModel, load_model
 from medattn.inference.predict import predict_batch
 from medattn.inference.render import heat_overlay, overlay
@@ -116,7 +116,8 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
                 "threshold": threshold,
                 "tta": tta,
                 "inference": settings,
-                "lesions": measure_lesions(pred.prob, threshold, spacing),
+                "lesions": find_lesions(pred.prob, threshold, spacing,
+                                        min_size_from_card(lm.card, pred.prob.shape))[1],
             }
             record["lesion_count"] = len(record["lesions"])
             jp = out / f"{stem}.json"
