@@ -21,6 +21,7 @@ The papers' numbers are printed in their own rows, marked "reported": they are n
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -135,6 +136,47 @@ def bsanet_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 TABLES = {"efen-table1": efen_markdown, "bsanet-table1": bsanet_markdown}
 
+#: EFEN's ablation, in the paper's order: each row adds one part to the one before
+EFEN_ORDER = ("U-Net (baseline)", "U-Net + Process1", "EFEN")
+BSANET_ABLATIONS = ("BSANet w/o ISAM", "BSANet w/o FSAM", "BSANet w/o ARM")
+
+
+def checks(table: str, rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, stated on the measured rows (one sentence each, 'yes' / 'no' first).
+
+    ``efen-table1``: does each addition of the paper's ablation raise the test DSC.
+    ``bsanet-table1``: BSANet's rank by meanDice on each test set, its gap to the best row, and
+    whether each BSANet module helps (BSANet against the run without it).
+    """
+    by_label = {r["label"]: r for r in rows}
+    out = []
+    if table == "efen-table1":
+        have = [by_label[k] for k in EFEN_ORDER if k in by_label]
+        for a, b in itertools.pairwise(have):
+            da, db = a["parts"]["test"]["dice"], b["parts"]["test"]["dice"]
+            out.append(f"{'yes' if db > da else 'no'}: {b['label']} {'improves' if db > da else 'does not improve'} "
+                       f"DSC over {a['label']} ({100 * da:.2f} -> {100 * db:.2f})")
+        return out
+    bsanet = by_label.get("BSANet")
+    for part in ("test_kvasir", "test_clinicdb"):
+        ranked = sorted((r for r in rows if part in r["parts"]), key=lambda r: -r["parts"][part]["dice"])
+        if bsanet is None or part not in bsanet["parts"] or not ranked:
+            continue
+        name = polyp_results.PART_LABELS[part]
+        best = ranked[0]
+        gap = best["parts"][part]["dice"] - bsanet["parts"][part]["dice"]
+        rank = ranked.index(bsanet) + 1
+        ok = gap <= 0.01
+        out.append(f"{'yes' if ok else 'no'}: on {name} BSANet ranks {rank} of {len(ranked)} by meanDice "
+                   + ("(first)" if rank == 1 else f"({gap:.3f} behind {best['label']})"))
+        for label in BSANET_ABLATIONS:
+            if label in by_label and part in by_label[label]["parts"]:
+                d = bsanet["parts"][part]["dice"] - by_label[label]["parts"][part]["dice"]
+                module = label.rsplit(" ", 1)[-1]
+                out.append(f"{'yes' if d > 0 else 'no'}: on {name} {module} "
+                           f"{'helps' if d > 0 else 'does not help'} (meanDice {d:+.3f} with it)")
+    return out
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}.")
     if mismatch:
         note += f" **Budgets differ between rows in: {', '.join(mismatch)}** (not an equal comparison)."
-    meta = {"table": args.table, "note": note, "budget_mismatch": mismatch,
+    found = checks(args.table, rows)
+    meta = {"table": args.table, "note": note, "budget_mismatch": mismatch, "checks": found,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "data": str(args.data)}
     paper = EFEN_PAPER if args.table == "efen-table1" else {
         k: dict(zip(polyp_results.PAPER_COLUMNS, v, strict=True)) for k, v in BSANET_PAPER.items()}
@@ -180,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / f"{tag}.json",
                       json.dumps({"meta": meta, "rows": rows, "paper": paper}, indent=1) + "\n")
     md = TABLES[args.table](rows, meta)
+    if found:
+        md += "\n## Checks against the targets\n\n" + "".join(f"- {c}\n" for c in found)
     atomic_write_text(args.out / f"{tag}.md", md)
     print(md)
     return 0

@@ -123,7 +123,7 @@ def test_predict_command_writes_everything(checkpoint, tmp_path, run_cli):
         mask = np.asarray(Image.open(tmp_path / "out" / f"im{i}_mask.png")) > 127
         # every lesion the JSON lists is a component of the written mask (specks below the card's
         # minimum are left out of the list, never out of the mask)
-        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
         sizes = sorted(np.bincount(labels.ravel())[1:].tolist(), reverse=True)
         listed = [les["area_px"] for les in rec["lesions"]]
         assert listed == [s for s in sizes if s >= 4] and rec["lesion_count"] == len(listed)

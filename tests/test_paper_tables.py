@@ -75,3 +75,23 @@ def test_table_scripts_parse_and_name_their_configs(table: str) -> None:
     if folder:  # every row the script trains has its config, and every config is a row
         rows = re.search(r"^ROWS=\(([^)]*)\)", text, re.M).group(1).split()
         assert sorted(rows) == sorted(p.stem for p in (REPO / "configs" / folder).glob("*.yaml"))
+
+
+def test_checks_state_the_efen_ordering(tables) -> None:
+    rows = [_row("U-Net (baseline)", 0.60), _row("U-Net + Process1", 0.70), _row("EFEN", 0.65)]
+    found = tables.checks("efen-table1", rows)
+    assert found[0].startswith("yes: U-Net + Process1 improves DSC over U-Net (baseline) (60.00 -> 70.00)")
+    assert found[1].startswith("no: EFEN does not improve DSC over U-Net + Process1")
+    assert len(found) == 2
+
+
+def test_checks_rank_bsanet_and_its_modules(tables) -> None:
+    parts = ("test_kvasir", "test_clinicdb")
+    rows = [_row("U-Net", 0.80, parts=parts), _row("BSANet", 0.795, parts=parts),
+            _row("BSANet w/o ISAM", 0.70, parts=parts), _row("BSANet w/o ARM", 0.81, parts=parts)]
+    rows[3]["parts"]["test_clinicdb"]["dice"] = 0.80  # within 0.01 of the best counts as reaching the target
+    found = tables.checks("bsanet-table1", rows)
+    assert found[0] == "no: on Kvasir BSANet ranks 3 of 4 by meanDice (0.015 behind BSANet w/o ARM)"
+    assert "yes: on Kvasir ISAM helps (meanDice +0.095 with it)" in found
+    assert "no: on Kvasir ARM does not help (meanDice -0.015 with it)" in found
+    assert "yes: on ClinicDB BSANet ranks 3 of 4 by meanDice (0.005 behind U-Net)" in found

@@ -250,9 +250,9 @@ def seed_case(settings, username: str, image, prob: np.ndarray, attention: np.nd
     from sqlalchemy import select
 
     from medattn.app.db import Case, Database, User
-    from medattn.inference.lesions import MinSize, find_lesions
     from medattn.app.storage import CaseStore
     from medattn.app.viewer import viewer_files
+    from medattn.inference.lesions import MinSize, find_lesions
     from medattn.inference.render import to_rgb8
     from medattn.io import apply_window, write_image
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from medattn.inference.lesions import find_lesions, min_size_from_card
 from medattn.app.processing import ProcessResult, Progress, load_cached, save_png, user_model_path
 from medattn.app.viewer import viewer_files
+from medattn.inference.lesions import find_lesions, min_size_from_card
 
 
 def segment_case(slices: list[np.ndarray], data: Any, model: str, user_models: dict[str, Path], tmp: Path,
