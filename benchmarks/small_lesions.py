@@ -9,12 +9,20 @@
    pixels (default 15, 30, 60), is pasted (soft-edged) into another test image upscaled to a
    ``--frame`` x ``--frame`` frame (default 1000), on lit mucosa as far as possible from that
    frame's own polyp, and ``medattn.inference.predict_image`` (what ``medattn predict`` runs) segments the frame.
-   A pasted polyp counts as *found* when at least half of its pixels get ``p > 0.5``.
+   A pasted polyp counts as *found* when at least half of its pixels get ``p > 0.5``; *other
+   components* are the components of ``p > 0.5`` (8-neighbourhood) touching neither the pasted polyp
+   nor the frame's own polyp (false alarms, or parts of the frame's polyp drawn apart from it).
 
-Writes ``benchmarks/results/small_lesions.{json,md}``::
+Each of ``--zoom`` (default 1: off) is a set of rows in both tables: ``predict_image(..., zoom=z)``
+also predicts overlapping windows of 1/z of the image side and adds what only they find
+(:mod:`medattn.inference.predict`).
+
+Writes ``benchmarks/results/small_lesions.{json,md}`` (``--out`` another name)::
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/small_lesions.py --model bsanet-polyp
     .venv/bin/python benchmarks/small_lesions.py --model runs/polyp-recipe-full --sizes 128 256 --tta
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/small_lesions.py --model bsanet-polyp --zoom 1 2 3 \
+        --out benchmarks/results/small_lesions_zoom
 """
 
 from __future__ import annotations
@@ -57,7 +65,23 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def dice_by_size(lm: Any, samples: Sequence[Any], tta: bool) -> list[dict[str, Any]]:
+def row_label(size: tuple[int, int], zoom: int) -> str:
+    """The key of a set of rows: ``128x128`` (zoom 1, as before zoom existed), ``128x128 zoom 3``.
+
+    >>> row_label((128, 128), 1), row_label((96, 128), 3), split_label("96x128 zoom 3"), split_label("128x128")
+    ('128x128', '96x128 zoom 3', ('96x128', 3), ('128x128', 1))
+    """
+    label = f"{size[0]}x{size[1]}"
+    return label if zoom == 1 else f"{label} zoom {zoom}"
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """(inference size, zoom) of a :func:`row_label`."""
+    size, _, zoom = label.partition(" zoom ")
+    return size, int(zoom or 1)
+
+
+def dice_by_size(lm: Any, samples: Sequence[Any], tta: bool, zoom: int = 1) -> list[dict[str, Any]]:
     """Per-image Dice at native resolution, GT area fraction and bin."""
     from medattn.data.datasets import read_sample_mask
     from medattn.inference.predict import predict_image
@@ -67,7 +91,7 @@ def dice_by_size(lm: Any, samples: Sequence[Any], tta: bool) -> list[dict[str, A
     rows = []
     for s in samples:
         image, gt = read_rgb(s.image), read_sample_mask(s)
-        prob = predict_image(lm, image, tta=tta).prob
+        prob = predict_image(lm, image, tta=tta, zoom=zoom).prob
         frac = float(gt.mean())
         rows.append({"id": s.id, "area": frac, "bin": size_bin(frac), "dice": float(dice(prob, gt))})
     return rows
@@ -130,8 +154,10 @@ def paste_small_polyp(background: np.ndarray, bg_mask: np.ndarray, polyp: np.nda
 
 
 def frame_check(lm: Any, samples: Sequence[Any], frame: int, diameters: Sequence[int], count: int,
-                tta: bool) -> list[dict[str, Any]]:
-    """Paste ``count`` polyps per diameter into large frames and record whether each is found."""
+                tta: bool, zoom: int = 1) -> list[dict[str, Any]]:
+    """Paste ``count`` polyps per diameter into large frames; record whether each is found and the other components."""
+    from scipy import ndimage
+
     from medattn.data.datasets import read_sample_mask
     from medattn.inference.predict import predict_image
     from medattn.io import read_rgb
@@ -141,37 +167,50 @@ def frame_check(lm: Any, samples: Sequence[Any], frame: int, diameters: Sequence
         src, bg = samples[i % len(samples)], samples[(i + 1) % len(samples)]
         polyp, pmask = read_rgb(src.image), read_sample_mask(src)
         background, bmask = read_rgb(bg.image), read_sample_mask(bg)
+        own = _resize(bmask.astype(np.float32), (frame, frame), "nearest-exact") > 0.5
         for d in diameters:
             image, mask = paste_small_polyp(background, bmask, polyp, pmask, frame, d)
-            prob = predict_image(lm, image, tta=tta).prob
+            prob = predict_image(lm, image, tta=tta, zoom=zoom).prob
             hit = float((prob[mask] > 0.5).mean())
+            labels, n = ndimage.label(prob > 0.5, structure=np.ones((3, 3)))
+            other = n - len(set(np.unique(labels[mask | own]).tolist()) - {0})
             rows.append({"polyp": src.id, "background": bg.id, "diameter": d, "pixels": int(mask.sum()),
-                         "recall": hit, "found": hit >= 0.5, "max_prob": float(prob[mask].max())})
+                         "recall": hit, "found": hit >= 0.5, "max_prob": float(prob[mask].max()),
+                         "other_components": other})
     return rows
 
 
 def markdown(result: dict[str, Any]) -> str:
     m = result["meta"]
+    zoom_note = (" Zoom z: also windows of 1/z of the image side, what only they find added to the whole-frame "
+                 "map (`medattn predict --zoom z`)." if any(split_label(k)[1] > 1 for k in result["frames"])
+                 or any(split_label(k)[1] > 1 for p in result["parts"] for k in p["summary"]) else "")
     lines = [f"Model `{m['model']}` (card input size {m['card_input_size']}), TTA {'on' if m['tta'] else 'off'}, "
              f"{m['threads']} thread(s), {m['date']}, {m['seconds']:.0f} s. Dice of `p > 0.5` at the image's "
-             "resolution; bins by ground-truth area share; missed = Dice < 0.1.", "",
-             "| test set | inference size | bin | images | mean Dice | missed |", "|---|---|---|---|---|---|"]
+             f"resolution; bins by ground-truth area share; missed = Dice < 0.1.{zoom_note}", "",
+             "| test set | inference size | zoom | bin | images | mean Dice | missed |", "|---|---|---|---|---|---|---|"]
     for part in result["parts"]:
-        for size, summary in part["summary"].items():
+        for key, summary in part["summary"].items():
+            size, zoom = split_label(key)
             for label, s in summary.items():
                 md = f"{s['mean_dice']:.3f}" if s["mean_dice"] is not None else "-"
-                lines.append(f"| {PART_LABELS.get(part['part'], part['part'])} | {size} | {label} | {s['n']} | {md} "
-                             f"| {s['missed']} |")
+                lines.append(f"| {PART_LABELS.get(part['part'], part['part'])} | {size} | {zoom} | {label} | {s['n']} "
+                             f"| {md} | {s['missed']} |")
     if result.get("frames"):
         lines += ["", f"Small polyps pasted into {m['frame']} x {m['frame']} frames (`predict_image`, as "
-                      "`medattn predict`): found = at least half the polyp's pixels at p > 0.5.", "",
-                  "| inference size | diameter (px) | pasted | found | mean pixel recall | mean max p |",
-                  "|---|---|---|---|---|---|"]
-        for size, rows in result["frames"].items():
+                      "`medattn predict`): found = at least half the polyp's pixels at p > 0.5; other components "
+                      "per frame = components of p > 0.5 touching neither the pasted nor the frame's own polyp.", "",
+                  "| inference size | zoom | diameter (px) | pasted | found | mean pixel recall | mean max p "
+                  "| other components per frame |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for key, rows in result["frames"].items():
+            size, zoom = split_label(key)
             for d in sorted({r["diameter"] for r in rows}):
                 sel = [r for r in rows if r["diameter"] == d]
-                lines.append(f"| {size} | {d} | {len(sel)} | {sum(r['found'] for r in sel)} "
-                             f"| {np.mean([r['recall'] for r in sel]):.2f} | {np.mean([r['max_prob'] for r in sel]):.2f} |")
+                other = [r["other_components"] for r in sel if "other_components" in r]
+                lines.append(f"| {size} | {zoom} | {d} | {len(sel)} | {sum(r['found'] for r in sel)} "
+                             f"| {np.mean([r['recall'] for r in sel]):.2f} | {np.mean([r['max_prob'] for r in sel]):.2f} "
+                             f"| {np.mean(other) if other else float('nan'):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -182,12 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", nargs="*", default=["test_kvasir", "test_clinicdb"])
     ap.add_argument("--sizes", nargs="*", type=int, default=None, help="inference sizes (default: the card's)")
     ap.add_argument("--tta", action="store_true", help="test-time flips (as medattn predict --tta)")
+    ap.add_argument("--zoom", nargs="*", type=int, default=[1],
+                    help="zooms to measure, each a set of rows (as medattn predict --zoom; 1: off)")
     ap.add_argument("--frame", type=int, default=1000)
     ap.add_argument("--diameters", nargs="*", type=int, default=[15, 30, 60])
     ap.add_argument("--frames", type=int, default=10, help="pasted polyps per diameter (0: skip the check)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=RESULTS / "small_lesions")
+    ap.add_argument("--out", type=Path, default=RESULTS / "small_lesions",
+                    help="results path without suffix: writes OUT.json and OUT.md")
     args = ap.parse_args(argv)
+    if not args.zoom or any(z < 1 for z in args.zoom):
+        ap.error(f"--zoom takes integers >= 1 (1: off), got {args.zoom}")
 
     import torch
     from rich.progress import Progress
@@ -207,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--parts {unknown}: the PraNet split has {sorted(k for k in split if k != 'train')}")
     result: dict[str, Any] = {"parts": [], "frames": {}}
     with Progress() as bar:
-        task = bar.add_task("small lesions", total=len(sizes) * (len(args.parts) + (1 if args.frames else 0)))
-        for size in sizes:
+        task = bar.add_task("small lesions", total=len(sizes) * len(args.zoom)
+                            * (len(args.parts) + (1 if args.frames else 0)))
+        for size, zoom in [(s, z) for s in sizes for z in args.zoom]:
             lm.input_size = size
-            label = f"{size[0]}x{size[1]}"
+            label = row_label(size, zoom)
             for part in args.parts:
                 bar.update(task, description=f"{PART_LABELS.get(part, part)} at {label}")
-                rows = dice_by_size(lm, split[part], args.tta)
+                rows = dice_by_size(lm, split[part], args.tta, zoom)
                 entry = next((p for p in result["parts"] if p["part"] == part), None)
                 if entry is None:
                     entry = {"part": part, "summary": {}, "images": {}}
@@ -223,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.frames:
                 bar.update(task, description=f"pasted polyps at {label}")
                 result["frames"][label] = frame_check(lm, split["test_kvasir"], args.frame, args.diameters,
-                                                      args.frames, args.tta)
+                                                      args.frames, args.tta, zoom)
                 bar.advance(task)
-    result["meta"] = {"model": args.model, "card_input_size": list(card_size), "tta": args.tta,
+    result["meta"] = {"model": args.model, "card_input_size": list(card_size), "tta": args.tta, "zoom": args.zoom,
                       "threads": args.threads, "date": time.strftime("%Y-%m-%d"), "frame": args.frame,
                       "seconds": time.perf_counter() - t0}
     args.out.parent.mkdir(parents=True, exist_ok=True)

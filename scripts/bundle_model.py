@@ -8,8 +8,8 @@
 The card (``<name>.json``) holds the model, its options (options naming files outside the
 package, such as ``encoder_pretrained``, are set to None: the trained weights replace
 them), task, input size, how a segmentation model is meant to be run (``inference``:
-input size, TTA, mask threshold; the run's card's, ``--tta/--no-tta`` and ``--threshold``
-override them), data, split, epochs, wall-clock, hardware, the test metrics
+input size, TTA, mask threshold, zoom; the run's card's, ``--tta/--no-tta``, ``--threshold``
+and ``--zoom`` override them), data, split, epochs, wall-clock, hardware, the test metrics
 written by ``benchmarks/polyp_results.py`` / ``benchmarks/ph2_results.py`` (never the
 validation scores), the command that trained the run (the last ``start <run name>: `` line
 of the ``runs/queue*.log`` files), the version and the SHA-256 of the weights. Weights are stored in fp32 unless ``--fp16`` is
@@ -70,8 +70,8 @@ from medattn.io import read_rgb
 from pathlib import Path
 name, ref = sys.argv[1], sys.argv[2]
 imgs = [read_rgb(p) for p in sorted(Path("samples/kvasir/images").iterdir())]
-a = predict_batch(load_model(name), imgs, tta=False)  # the weights, whatever the cards' settings
-b = predict_batch(load_model(ref), imgs, tta=False)
+a = predict_batch(load_model(name), imgs, tta=False, zoom=1)  # the weights, whatever the cards' settings
+b = predict_batch(load_model(ref), imgs, tta=False, zoom=1)
 print(json.dumps(max(float(np.abs(x.prob - y.prob).max()) for x, y in zip(a, b))))
 """
 
@@ -193,14 +193,15 @@ def engine_training(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def inference_settings(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
     """The bundle's ``inference`` block: the run card's (``medattn train`` writes it; older runs: no TTA,
-    threshold 0.5), ``--tta/--no-tta`` and ``--threshold`` overriding. Says so when an override departs from
+    threshold 0.5, zoom 1), ``--tta/--no-tta``, ``--threshold`` and ``--zoom`` overriding. Says so when an override departs from
     the settings the run's test metrics were measured with (``benchmarks/polyp_results.py`` and
     ``benchmarks/ph2_results.py`` run a model as its card says)."""
     run_settings = card_inference(run_card, str(run / f"{args.checkpoint}.json"))
     chosen = {"input_size": run_settings["input_size"] or run_card["input_size"],
               "tta": run_settings["tta"] if args.tta is None else args.tta,
-              "threshold": run_settings["threshold"] if args.threshold is None else args.threshold}
-    for key in ("tta", "threshold"):
+              "threshold": run_settings["threshold"] if args.threshold is None else args.threshold,
+              "zoom": run_settings["zoom"] if args.zoom is None else args.zoom}
+    for key in ("tta", "threshold", "zoom"):
         if chosen[key] != run_settings[key]:
             print(f"note: inference.{key} = {chosen[key]} but the run's card says {run_settings[key]}: the card's "
                   f"test metrics were measured with the run's setting; evaluate again before shipping")
@@ -208,9 +209,10 @@ def inference_settings(run: Path, args: argparse.Namespace, run_card: dict[str, 
 
 
 def inference_flags(args: argparse.Namespace) -> str:
-    """The ``--tta/--no-tta`` and ``--threshold`` words of a bundle command ('' when not given)."""
+    """The ``--tta/--no-tta``, ``--threshold`` and ``--zoom`` words of a bundle command ('' when not given)."""
     tta = "" if args.tta is None else (" --tta" if args.tta else " --no-tta")
-    return tta + ("" if args.threshold is None else f" --threshold {args.threshold:g}")
+    return (tta + ("" if args.threshold is None else f" --threshold {args.threshold:g}")
+            + ("" if args.zoom is None else f" --zoom {args.zoom}"))
 
 
 def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
@@ -602,9 +604,14 @@ def main() -> None:
                     help="segmentation: ship with test-time augmentation on / off (default: the run's card)")
     ap.add_argument("--threshold", type=float, default=None,
                     help="segmentation: the mask threshold the bundle ships with (default: the run's card, else 0.5)")
+    ap.add_argument("--zoom", type=int, default=None,
+                    help="segmentation: the zoom (windows of 1/N of the image side fused with the whole frame; "
+                         "1: off) the bundle ships with (default: the run's card, else 1)")
     args = ap.parse_args()
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         ap.error(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.zoom is not None and args.zoom < 1:
+        ap.error(f"--zoom must be an integer >= 1 (1: no zoom windows), got {args.zoom}")
 
     run = args.run
     weights = run / f"{args.checkpoint}.safetensors"
@@ -613,8 +620,8 @@ def main() -> None:
     options = {k: (None if k in FILE_OPTIONS else v) for k, v in run_card["options"].items()}
     check = CHECK
     segmenting = run_card["model"] not in ENHANCEMENT_BENCHMARKS and run_card.get("task") != "denoising"
-    if not segmenting and (args.tta is not None or args.threshold is not None):
-        raise SystemExit("error: --tta/--no-tta and --threshold are for segmentation models")
+    if not segmenting and (args.tta is not None or args.threshold is not None or args.zoom is not None):
+        raise SystemExit("error: --tta/--no-tta, --threshold and --zoom are for segmentation models")
     if run_card["model"] in ENHANCEMENT_BENCHMARKS:
         script = ENHANCEMENT_BENCHMARKS[run_card["model"]]
         command = args.command or recorded_command(run_card)

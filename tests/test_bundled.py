@@ -155,14 +155,16 @@ def test_card_inference_block_is_valid(name):
 
 @pytest.mark.parametrize("name", SEGMENTERS)
 def test_segmenter_card_says_how_it_was_measured(name):
-    """A segmenter's card says how to run it; the shipped numbers were measured without TTA at p > 0.5
-    (benchmarks/polyp_results.py, benchmarks/ph2_results.py), so the card must say exactly that."""
+    """A segmenter's card says how to run it; the shipped numbers were measured without TTA or zoom at
+    p > 0.5 (benchmarks/polyp_results.py, benchmarks/ph2_results.py), so the card must say exactly that
+    (a card without ``zoom`` means zoom 1)."""
     from medattn.inference import load_model
 
     card = model_card(WEIGHTS_DIR / f"{name}.safetensors")
-    assert card["inference"] == {"input_size": card["input_size"], "tta": False, "threshold": 0.5}
+    block = {"zoom": 1, **card["inference"]}
+    assert block == {"input_size": card["input_size"], "tta": False, "threshold": 0.5, "zoom": 1}
     lm = load_model(name)
-    assert lm.settings() == card["inference"] and lm.input_size == tuple(card["input_size"])
+    assert lm.settings() == block and lm.input_size == tuple(card["input_size"])
 
 
 def test_bundle_script_keeps_the_runs_inference_settings_unless_told(tmp_path, capsys):
@@ -171,19 +173,20 @@ def test_bundle_script_keeps_the_runs_inference_settings_unless_told(tmp_path, c
     spec = importlib.util.spec_from_file_location("bundle_model", REPO / "scripts" / "bundle_model.py")
     bundle = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bundle)
-    run_card = {"input_size": [96, 128], "inference": {"input_size": [96, 128], "tta": True, "threshold": 0.4}}
-    args = Namespace(checkpoint="best", tta=None, threshold=None)
+    run_card = {"input_size": [96, 128], "inference": {"input_size": [96, 128], "tta": True, "threshold": 0.4,
+                                                       "zoom": 2}}
+    args = Namespace(checkpoint="best", tta=None, threshold=None, zoom=None)
     assert bundle.inference_settings(tmp_path, args, run_card) == run_card["inference"]
     assert bundle.inference_flags(args) == "" and "note" not in capsys.readouterr().out
-    args = Namespace(checkpoint="best", tta=False, threshold=0.5)
+    args = Namespace(checkpoint="best", tta=False, threshold=0.5, zoom=1)
     assert bundle.inference_settings(tmp_path, args, run_card) == {"input_size": [96, 128], "tta": False,
-                                                                    "threshold": 0.5}
-    assert bundle.inference_flags(args) == " --no-tta --threshold 0.5"
+                                                                    "threshold": 0.5, "zoom": 1}
+    assert bundle.inference_flags(args) == " --no-tta --threshold 0.5 --zoom 1"
     assert "the card's test metrics were measured with the run's setting" in capsys.readouterr().out
     # a run card from before the inference block: its input size, no TTA, threshold 0.5
-    old = bundle.inference_settings(tmp_path, Namespace(checkpoint="last", tta=None, threshold=None),
+    old = bundle.inference_settings(tmp_path, Namespace(checkpoint="last", tta=None, threshold=None, zoom=None),
                                     {"input_size": [128, 128]})
-    assert old == {"input_size": [128, 128], "tta": False, "threshold": 0.5}
+    assert old == {"input_size": [128, 128], "tta": False, "threshold": 0.5, "zoom": 1}
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -158,7 +158,7 @@ def test_evaluate_model_on_samples(checkpoint, tmp_path, run_cli):
 def test_card_without_inference_block_means_no_tta_and_half(checkpoint):
     lm = load_model(checkpoint)
     assert (lm.tta, lm.threshold) == (False, 0.5)
-    assert lm.settings() == {"input_size": [48, 64], "tta": False, "threshold": 0.5}
+    assert lm.settings() == {"input_size": [48, 64], "tta": False, "threshold": 0.5, "zoom": 1}
 
 
 def test_card_tta_runs_the_flipped_passes(tta_checkpoint):
@@ -223,7 +223,8 @@ def test_predict_command_uses_card_tta_and_no_tta_overrides(tta_checkpoint, tmp_
     assert "TTA on (card)" in out and "threshold 0.5 (card)" in out
     assert calls == [2, 2, 2]
     rec = json.loads((tmp_path / "card" / "im0.json").read_text())
-    assert rec["tta"] is True and rec["inference"] == {"input_size": [48, 64], "tta": True, "threshold": 0.5}
+    assert rec["tta"] is True and rec["inference"] == {"input_size": [48, 64], "tta": True, "threshold": 0.5,
+                                                    "zoom": 1}
 
     calls.clear()
     code, out, err = run_cli("predict", "--model", tta_checkpoint, src, "--out", tmp_path / "plain", "--no-tta")
@@ -264,7 +265,7 @@ def test_evaluate_model_defaults_to_card_tta_and_says_so(tta_checkpoint, tmp_pat
     calls = _count_forwards(lm)
     lines: list[str] = []
     evaluate_model(lm, samples, out=tmp_path / "card", batch_size=6, progress=False, log=lines.append)
-    assert calls == [6, 6, 6] and lines[0].endswith("at 48x64, TTA on (card)")
+    assert calls == [6, 6, 6] and lines[0].endswith("at 48x64, TTA on (card), zoom 1 (card)")
     calls.clear()
     evaluate_model(lm, samples, out=tmp_path / "plain", tta=False, batch_size=6, progress=False)
     assert calls == [6]

@@ -56,7 +56,7 @@ def test_cli_run_loads_in_inference_and_evaluates(tiny: Path, tmp_path: Path, ru
     assert card["options"]["in_channels"] == 3 and card["options"]["num_classes"] == 1
     assert card["config"]["train"]["epochs"] == 2 and card["version"].startswith("tiny@")
     assert card["modality"] == ["endoscopy"]  # inferred from the data folder (samples/kvasir)
-    assert card["inference"] == {"input_size": [64, 64], "tta": False, "threshold": 0.5}  # the config's defaults
+    assert card["inference"] == {"input_size": [64, 64], "tta": False, "threshold": 0.5, "zoom": 1}  # the defaults
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
     best = max(history, key=lambda r: r["val_dice"])
@@ -92,15 +92,15 @@ def test_card_says_how_to_run_the_model(tiny: Path, tmp_path: Path) -> None:
     from medattn.inference import load_model
 
     cfg = load_config(tiny, ["train.epochs=1", "train.curves=false", "data.input_size=[48, 64]",
-                             "inference.tta=true", "inference.threshold=0.3"])
+                             "inference.tta=true", "inference.threshold=0.3", "inference.zoom=2"])
     run = tmp_path / "tta"
     Trainer(cfg, run_dir=run, progress=False).fit()
     for tag in ("best", "last"):
         card = json.loads((run / f"{tag}.json").read_text())
-        assert card["inference"] == {"input_size": [48, 64], "tta": True, "threshold": 0.3}, tag
+        assert card["inference"] == {"input_size": [48, 64], "tta": True, "threshold": 0.3, "zoom": 2}, tag
         assert card["input_size"] == [48, 64]  # kept for older readers
     lm = load_model(run)
-    assert (lm.tta, lm.threshold, lm.input_size) == (True, 0.3, (48, 64))
+    assert (lm.tta, lm.threshold, lm.zoom, lm.input_size) == (True, 0.3, 2, (48, 64))
 
 
 def test_resume_reproduces_uninterrupted_run(tiny: Path, tmp_path: Path, run_cli) -> None:

@@ -34,7 +34,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.data.root == [SAMPLES.resolve()]
     d = Config().dump()  # every section has visible defaults
     assert d["train"]["batch_size"] == 8 and d["loss"]["name"] == "bce_dice" and d["schedule"]["name"] == "none"
-    assert d["inference"] == {"tta": False, "threshold": 0.5}
+    assert d["inference"] == {"tta": False, "threshold": 0.5, "zoom": 1}
 
 
 def test_parse_override_yaml_scalars() -> None:
@@ -60,6 +60,8 @@ def test_parse_override_yaml_scalars() -> None:
         (["inference.threshold=1.5"], "inference.threshold: Input should be less than or equal to 1"),
         (["inference.tta=maybe"], "inference.tta: Input should be a valid boolean"),
         (["inference.tt=true"], "inference.tt: unknown setting"),
+        (["inference.zoom=0"], "inference.zoom: Input should be greater than or equal to 1"),
+        (["inference.zoom=1.5"], "inference.zoom: Input should be a valid integer"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:

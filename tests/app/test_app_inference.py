@@ -65,7 +65,7 @@ def test_segment_uses_and_records_the_card_settings(setup):
     # the settings are told apart: neither the plain map nor the 0.5 threshold gives this mask
     assert (expected != (without > threshold)).mean() > 0.01 and (expected != (with_tta > 0.5)).mean() > 0.01
     done, mask = _segment(client)
-    assert done["results"]["inference"] == {"input_size": [64, 64], "tta": True, "threshold": threshold}
+    assert done["results"]["inference"] == {"input_size": [64, 64], "tta": True, "threshold": threshold, "zoom": 1}
     assert (mask != expected).mean() < 1e-3
 
 

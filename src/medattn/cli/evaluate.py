@@ -64,6 +64,11 @@ def register(app: typer.Typer) -> None:
             help="With --model: the mask (p > threshold) that Dice, IoU, precision and recall score "
             "(default: the model card's inference.threshold, else 0.5).",
         ),
+        zoom: int | None = typer.Option(
+            None, "--zoom", metavar="N", min=1,
+            help="With --model: also predict overlapping windows of 1/N of the image side and fuse them "
+            "(small lesions; 1: off; default: the model card's inference.zoom, else 1).",
+        ),
     ) -> None:
         """Score predictions against ground truth with the PraNet toolbox metrics.
 
@@ -94,13 +99,13 @@ def register(app: typer.Typer) -> None:
                 raise MedattnError("--model and --data go together")
             if threshold is not None and not 0.0 <= threshold <= 1.0:
                 raise MedattnError(f"--threshold must be in [0, 1], got {threshold:g}")
-            result = _model_result(model, data, split, out, tta=tta, threshold=threshold, name=name,
+            result = _model_result(model, data, split, out, tta=tta, threshold=threshold, zoom=zoom, name=name,
                                    pred_type=pred_type, workers=workers, progress=True,
                                    log=lambda line: say(f"evaluate: {line}"), skip_unreadable=True)
             out_file = None
         else:
-            if split is not None or tta is not None or threshold is not None:
-                raise MedattnError("--split, --tta and --threshold need --model/--data")
+            if split is not None or tta is not None or threshold is not None or zoom is not None:
+                raise MedattnError("--split, --tta, --threshold and --zoom need --model/--data")
             if pred is None or gt is None:
                 raise MedattnError("give --pred DIR and --gt DIR (or --model NAME --data PATH)")
             result = evaluate_folders(pred, gt, name=name, pred_type=pred_type, workers=workers, progress=True,

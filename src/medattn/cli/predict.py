@@ -20,6 +20,11 @@ def register(app: typer.Typer) -> None:
         tta: bool | None = typer.Option(None, "--tta/--no-tta",
                                         help="test-time augmentation: average with flipped inputs (default: "
                                              "the model card's inference.tta, else off)"),
+        zoom: int | None = typer.Option(None, "--zoom", min=1,
+                                        help="also predict overlapping windows of 1/N of the image side at the "
+                                             "model's input size and fuse them (finds lesions too small for the "
+                                             "whole frame; about (2N-1)^2 more forward passes; 1: off; default: "
+                                             "the model card's inference.zoom, else 1)"),
         batch_size: int = typer.Option(4, min=1, help="images per forward pass (bounds memory)"),
     ) -> None:
         """Segment images: writes <name>_mask.png, <name>_overlay.png, <name>_attention.png and <name>.json
@@ -30,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
         files = collect_images(inputs)  # every input checked before the model loads or anything is written
         lm = segmentation_model(model)
-        typer.echo(lm.describe_settings(tta, threshold))
+        typer.echo(lm.describe_settings(tta, threshold, zoom))
         with output_folder(out):
-            written = predict_paths(lm, files, out, tta=tta, threshold=threshold, batch_size=batch_size)
+            written = predict_paths(lm, files, out, tta=tta, threshold=threshold, batch_size=batch_size,
+                                    zoom=zoom)
         typer.echo(f"wrote results for {len(written)} image(s) to {out}")

@@ -71,17 +71,17 @@ def segmentation_model(model: str | os.PathLike[str] | LoadedModel) -> LoadedMod
 
 def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[str | os.PathLike[str]],
                   out: str | os.PathLike[str], tta: bool | None = None, threshold: float | None = None,
-                  batch_size: int = 4, progress: bool = True) -> list[Path]:
+                  batch_size: int = 4, progress: bool = True, zoom: int | None = None) -> list[Path]:
     """Predict every input image; write mask, overlay, attention PNGs and a JSON each. Returns the JSONs.
 
-    ``tta`` / ``threshold`` None: the model card's (:meth:`LoadedModel.settings`); each JSON
+    ``tta`` / ``threshold`` / ``zoom`` None: the model card's (:meth:`LoadedModel.settings`); each JSON
     records the settings used. Streams: at most ``batch_size`` images are in memory at a time.
     """
     from medattn.io import read_image
 
     lm = segmentation_model(model)
-    settings = lm.settings(tta, threshold)
-    tta, threshold = settings["tta"], settings["threshold"]
+    settings = lm.settings(tta, threshold, zoom)
+    tta, threshold, zoom = settings["tta"], settings["threshold"], settings["zoom"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = list(iter_inputs(inputs))
@@ -99,7 +99,7 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
         return cand
 
     def flush(batch: list[tuple[Path, Any, np.ndarray]]) -> None:
-        preds = predict_batch(lm, [b[2] for b in batch], tta=tta)
+        preds = predict_batch(lm, [b[2] for b in batch], tta=tta, zoom=zoom)
         for (path, data, img), pred in zip(batch, preds, strict=True):
             stem = stem_for(path)
             mask = pred.prob > threshold
@@ -142,25 +142,26 @@ def predict_paths(model: str | os.PathLike[str] | LoadedModel, inputs: Sequence[
 def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.PathLike[str],
                    split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str],
                    tta: bool | None = None, batch_size: int = 4, progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> list[tuple[str, Path, Path]]:
+                   log: Callable[[str], None] | None = None, zoom: int | None = None) -> list[tuple[str, Path, Path]]:
     """Predict the labelled images of ``data`` chosen by ``split`` with ``model``.
 
     ``split`` is ``None`` (every labelled image), a plain list of file names or a
     medattn JSON split (see :func:`medattn.data.evaluation_samples`). Writes 8-bit
     probability maps as PNG at each ground truth's size into ``out`` and returns
     (id, prediction, ground truth) triples for :func:`medattn.evaluation.evaluate_pairs`.
-    ``tta`` None: the model card's. ``log`` receives one line saying what is predicted.
+    ``tta`` / ``zoom`` None: the model card's. ``log`` receives one line saying what is predicted.
     """
     from medattn.data import evaluation_samples
     from medattn.io import read_image
 
     lm = model if isinstance(model, LoadedModel) else load_model(model)
+    zoom = lm.settings(zoom=zoom)["zoom"] if zoom is not None else None  # a bad value fails before any work
     samples = evaluation_samples(data, split)
     if log is not None:
         chosen = f"chosen by {split}" if split is not None else "(all labelled images; --split picks a test set)"
         h, w = lm.input_size
         log(f"predicting {len(samples)} images of {data} {chosen} with {lm.source} at {h}x{w}, "
-            f"{lm.describe_tta(tta)}")
+            f"{lm.describe_tta(tta)}, {lm.describe_zoom(zoom)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     triples: list[tuple[str, Path, Path]] = []
@@ -169,7 +170,7 @@ def evaluate_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.P
         for start in range(0, len(samples), batch_size):
             chunk = samples[start: start + batch_size]
             images = [display_image(read_image(s.image)) for s in chunk]
-            for s, pred in zip(chunk, predict_batch(lm, images, tta=tta), strict=True):
+            for s, pred in zip(chunk, predict_batch(lm, images, tta=tta, zoom=zoom), strict=True):
                 # PraNet toolbox convention: maps are stored at the ground truth's size
                 name = s.id.replace("/", "__")
                 if name in names:
@@ -187,10 +188,11 @@ def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.Path
                 split: str | os.PathLike[str] | None = None, *, out: str | os.PathLike[str] | None = None,
                 tta: bool | None = None, threshold: float | None = None, name: str = "",
                 pred_type: PredType = "auto", workers: int | None = None, progress: bool = True,
-                log: Callable[[str], None] | None = None, skip_unreadable: bool = False) -> EvalResult:
+                log: Callable[[str], None] | None = None, skip_unreadable: bool = False,
+                zoom: int | None = None) -> EvalResult:
     """:func:`evaluate_model`, then the PraNet toolbox scores of its maps (``medattn evaluate --model``).
 
-    ``tta`` / ``threshold`` (the mask that Dice, IoU, precision and recall score) None: the model
+    ``tta`` / ``zoom`` / ``threshold`` (the mask that Dice, IoU, precision and recall score) None: the model
     card's; ``log`` receives one line saying what is predicted with which settings. Without ``out`` the maps go to a temporary folder that is removed afterwards,
     also when prediction fails or is interrupted.
     """
@@ -205,7 +207,7 @@ def score_model(model: str | os.PathLike[str] | LoadedModel, data: str | os.Path
             log(f"{line}, Dice / IoU of p > {cut:g} ({'card' if threshold is None else 'given'})")
 
     def run(folder: str | os.PathLike[str]) -> EvalResult:
-        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=say)
+        pairs = evaluate_model(lm, data, split, out=folder, tta=tta, progress=progress, log=say, zoom=zoom)
         return evaluate_pairs(pairs, name=label, pred_type=pred_type, workers=workers, progress=progress,
                               skip_unreadable=skip_unreadable, threshold=cut)
 

@@ -1,11 +1,11 @@
 """Find and load a trained model: a bundled name, a ``.safetensors`` + card, a run folder, or a torch checkpoint.
 
 A segmentation card says how the model is meant to be run in its ``inference`` block:
-``{"input_size": [H, W], "tta": bool, "threshold": float}`` (``medattn train`` writes it from the
+``{"input_size": [H, W], "tta": bool, "threshold": float, "zoom": int}`` (``medattn train`` writes it from the
 config's ``data.input_size`` and ``inference`` section). :class:`LoadedModel` exposes these settings
 and every consumer (``predict_batch``, ``medattn predict``, ``medattn evaluate --model``, the app)
-uses them unless its caller says otherwise. Cards without the block mean the top-level
-``input_size``, no TTA and threshold 0.5 (what every consumer did before cards had it).
+uses them unless its caller says otherwise. Cards without the block (or a key of it) mean the
+top-level ``input_size``, no TTA, threshold 0.5 and zoom 1 (what every consumer did before cards had it).
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ from medattn.errors import ConfigError, MedattnIOError
 DEFAULT_THRESHOLD = 0.5
 
 
+def check_zoom(value: Any, source: str = "zoom") -> int:
+    """``value`` when it is an integer >= 1 (the zoom of :func:`medattn.inference.predict_batch`), else a
+    :class:`~medattn.errors.ConfigError` naming ``source`` (the card key or the option)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{source} must be an integer >= 1 (1: no zoom windows), got {value!r}")
+    return value
+
+
 @dataclass
 class LoadedModel:
     """A model ready for inference with the facts needed to feed it.
@@ -36,6 +44,8 @@ class LoadedModel:
         task: registry task (segmentation, denoising, ...).
         tta: the card's ``inference.tta``: average with the flipped inputs by default.
         threshold: the card's ``inference.threshold``: the mask is ``prob > threshold``.
+        zoom: the card's ``inference.zoom``: also predict overlapping windows of 1/zoom of the image side
+            (1: whole frame only; :func:`medattn.inference.predict.zoom_windows`).
     """
 
     model: Any
@@ -47,31 +57,40 @@ class LoadedModel:
     task: str = "segmentation"
     tta: bool = False
     threshold: float = DEFAULT_THRESHOLD
+    zoom: int = 1
 
     @property
     def version(self) -> str:
         return str(self.card.get("version") or self.card.get("trained_at") or "")
 
-    def settings(self, tta: bool | None = None, threshold: float | None = None) -> dict[str, Any]:
-        """The inference settings of a run: the card's, with ``tta`` / ``threshold`` overriding when given."""
+    def settings(self, tta: bool | None = None, threshold: float | None = None,
+                 zoom: int | None = None) -> dict[str, Any]:
+        """The inference settings of a run: the card's, with ``tta`` / ``threshold`` / ``zoom`` overriding when given."""
         return {"input_size": list(self.input_size), "tta": self.tta if tta is None else bool(tta),
-                "threshold": self.threshold if threshold is None else float(threshold)}
+                "threshold": self.threshold if threshold is None else float(threshold),
+                "zoom": self.zoom if zoom is None else check_zoom(zoom, "--zoom")}
 
     def describe_tta(self, tta: bool | None = None) -> str:
         """``TTA on (card)``, ``TTA off (given)``, ...: the TTA used and where it came from."""
         used = self.tta if tta is None else tta
         return f"TTA {'on' if used else 'off'} ({'card' if tta is None else 'given'})"
 
-    def describe_settings(self, tta: bool | None = None, threshold: float | None = None) -> str:
+    def describe_zoom(self, zoom: int | None = None) -> str:
+        """``zoom 1 (card)``, ``zoom 3 (given)``, ...: the zoom used and where it came from."""
+        return f"zoom {self.zoom if zoom is None else zoom} ({'card' if zoom is None else 'given'})"
+
+    def describe_settings(self, tta: bool | None = None, threshold: float | None = None,
+                          zoom: int | None = None) -> str:
         """One line naming the settings used and where each came from (the card or the caller)."""
-        used = self.settings(tta, threshold)
+        used = self.settings(tta, threshold, zoom)
         h, w = used["input_size"]
         return (f"inference settings: input {h}x{w} (card), {self.describe_tta(tta)}, "
-                f"threshold {used['threshold']:g} ({'card' if threshold is None else 'given'})")
+                f"threshold {used['threshold']:g} ({'card' if threshold is None else 'given'}), "
+                f"{self.describe_zoom(zoom)}")
 
 
 def card_inference(card: dict[str, Any], source: str = "card") -> dict[str, Any]:
-    """The validated inference settings of a card: ``{"input_size": [H, W] | None, "tta", "threshold"}``.
+    """The validated inference settings of a card: ``{"input_size": [H, W] | None, "tta", "threshold", "zoom"}``.
 
     A missing block or key gives the defaults (input size None: the caller's fallback). Other keys
     of the block (a denoiser's ``keep_noise``) are left to their readers. A malformed value is a
@@ -92,7 +111,8 @@ def card_inference(card: dict[str, Any], source: str = "card") -> dict[str, Any]
     threshold = block.get("threshold", DEFAULT_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"{source}: inference.threshold must be a number in [0, 1], got {threshold!r}")
-    return {"input_size": size, "tta": tta, "threshold": float(threshold)}
+    zoom = check_zoom(block.get("zoom", 1), f"{source}: inference.zoom")
+    return {"input_size": size, "tta": tta, "threshold": float(threshold), "zoom": zoom}
 
 
 def _resolve_file(spec: Path) -> Path:
@@ -140,4 +160,4 @@ def load_model(spec: str | os.PathLike[str], device: str = "cpu", **options: Any
     model = model.to(device).eval()
     return LoadedModel(model=model, name=name, source=source, card=card, input_size=(int(size[0]), int(size[1])),
                        in_channels=in_ch, task=card.get("task") or (info.task if info else "segmentation"),
-                       tta=settings["tta"], threshold=settings["threshold"])
+                       tta=settings["tta"], threshold=settings["threshold"], zoom=settings["zoom"])

@@ -245,6 +245,8 @@ class InferenceConfig(_Section):
 
     tta: bool = Field(False, description="test-time augmentation: average with the flipped inputs")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="probability threshold of the mask")
+    zoom: int = Field(1, ge=1, strict=True, description="also predict overlapping windows of 1/zoom of the "
+                                                        "image side and fuse them (small lesions); 1: off")
 
 
 class Config(_Section):
