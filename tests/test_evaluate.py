@@ -238,7 +238,7 @@ def test_overlap_scores_use_the_threshold():
 
 def test_model_threshold_needs_a_model(run_cli, tmp_path):
     code, _, stderr = run_cli("evaluate", "--pred", tmp_path, "--gt", tmp_path, "--threshold", "0.3")
-    assert code == 2 and "--threshold need --model/--data" in stderr
+    assert code == 2 and "--threshold and --zoom need --model/--data" in stderr
     code, _, stderr = run_cli("evaluate", "--model", "bsanet-polyp", "--data", tmp_path, "--threshold", "1.5")
     assert code == 2 and "--threshold must be in [0, 1], got 1.5" in stderr
 
