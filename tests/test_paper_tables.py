@@ -83,6 +83,11 @@ def test_checks_state_the_efen_ordering(tables) -> None:
     assert found[0].startswith("yes: U-Net + Process1 improves DSC over U-Net (baseline) (60.00 -> 70.00)")
     assert found[1].startswith("no: EFEN does not improve DSC over U-Net + Process1")
     assert len(found) == 2
+    # the same ablation on the ImageNet MobileNetV2 is checked on its own, never across encoders
+    rows += [_row("U-Net (MobileNetV2, ImageNet)", 0.75), _row("EFEN (MobileNetV2, ImageNet)", 0.78)]
+    found = tables.checks("efen-table1", rows)
+    assert found[2:] == ["yes: EFEN (MobileNetV2, ImageNet) improves DSC over U-Net (MobileNetV2, ImageNet) "
+                         "(75.00 -> 78.00)"]
 
 
 def test_checks_rank_bsanet_and_its_modules(tables) -> None:

@@ -3,6 +3,10 @@
 #
 #   scripts/run_experiments.sh polyp-recipe [--resume]
 #   RECIPE_EPOCHS=20 RECIPE_ARMS="base full" scripts/run_experiments.sh polyp-recipe
+#   RECIPE_SIZE=160 RECIPE_EPOCHS=8 RECIPE_PROGRESSIVE="[{epochs: 2, size: 96}, {epochs: 2, size: 128}]" ...
+#       (the CPU budget of docs/results.md)
+#   RECIPE_PRANET=0 ...: only the cross-dataset ablation (benchmarks/results/polyp_recipe_ablation.{json,md},
+#   written by benchmarks/recipe_results.py), not the full recipe on the PraNet protocol
 #
 # Restartable: run the same command again (--resume says so explicitly; it is the default):
 # finished runs (runs/NAME.done) are skipped, interrupted ones continue with `medattn train --resume`.
@@ -23,6 +27,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 RECIPE_EPOCHS=${RECIPE_EPOCHS:-10}
 RECIPE_SIZE=${RECIPE_SIZE:-352}
 RECIPE=(--set train.epochs="$RECIPE_EPOCHS" --set data.input_size="$RECIPE_SIZE")
+# RECIPE_PROGRESSIVE: the progressive-resizing stages of the recipe arms (default the configs':
+# 2 epochs at 128 px, 2 at 224, then RECIPE_SIZE); a smaller RECIPE_SIZE wants smaller stages
+[ -n "${RECIPE_PROGRESSIVE:-}" ] && RECIPE+=(--set "train.progressive=$RECIPE_PROGRESSIVE")
 declare -A ARM=(
     [base]="data.augment=[flip, rotate90];train.multi_scale=null;train.progressive=[];train.ema=null"
     [full]=""
@@ -45,7 +52,7 @@ arm_sets() {
 # evaluate NAME RUN DATA [--tta]: toolbox metrics of RUN on every image of DATA -> runs/NAME.json
 evaluate() {
     local name=$1 run=$2 data=$3; shift 3
-    [ -e "$run/best.safetensors" ] || return 0
+    [ -e "$run/best.safetensors" ] && [ -e "runs/${run#runs/}.done" ] || return 0  # finished runs only
     step "$name" bash -c "$MEDATTN evaluate --model $run --data $data --format json $* > runs/$name.json.tmp \
         && mv runs/$name.json.tmp runs/$name.json"
 }
@@ -59,6 +66,10 @@ for arm in $RECIPE_ARMS; do
 done
 evaluate recipe-k2c-full-tta-eval runs/recipe-k2c-full ../shared/data/cvc-clinicdb --tta
 evaluate recipe-c2k-full-tta-eval runs/recipe-c2k-full ../shared/data/kvasir-seg --tta
+log "table: $RESULTS/polyp_recipe_ablation.{json,md}"
+$NICE $PY benchmarks/recipe_results.py --runs runs --out "$RESULTS" >> runs/recipe-results.log 2>&1 \
+    || log "FAILED recipe table, see runs/recipe-results.log"
+[ "${RECIPE_PRANET:-1}" = 1 ] || { log "polyp-recipe finished (RECIPE_PRANET=0: no PraNet-protocol run)"; exit 0; }
 train recipe-pranet-full configs/polyp_recipe.yaml "${RECIPE[@]}"
 step recipe-pranet-eval $PY benchmarks/polyp_results.py "BSANet recipe=runs/recipe-pranet-full" \
     --out benchmarks/results/polyp_recipe
