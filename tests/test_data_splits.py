@@ -246,3 +246,37 @@ def test_cli_split_relative_root(run_cli, tmp_path: Path) -> None:
     assert not Path(doc["root"]).is_absolute()
     assert (out.parent / doc["root"]).resolve() == samples.resolve()
     assert sum(len(v) for v in load_split(out).values()) == sum(doc["counts"].values())
+
+
+def test_merge_gathers_parts_of_several_split_files(tmp_path: Path, run_cli) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    save_split(a, {"train": _samples(4, tmp_path / "isic"), "test": _samples(2, tmp_path / "isic2")})
+    save_split(b, {"train": _samples(3, tmp_path / "ph2"), "val": _samples(1, tmp_path / "ph2v")})
+    out = tmp_path / "merged.json"
+    code, text, err = run_cli("datasets", "merge", "--out", str(out), "--relative-root",
+                              "--part", f"train={a}:train,{b}:train", "--part", f"test_isic={a}:test",
+                              "--part", f"test_ph2={b}:val")
+    assert code == 0, err
+    assert f"wrote {out}: train 7, test_isic 2, test_ph2 1" in text
+    merged = load_split(out)
+    assert [s.image for s in merged["train"]] == [s.image for s in load_split(a)["train"] + load_split(b)["train"]]
+    assert merged["test_ph2"][0].mask == tmp_path / "ph2v" / "masks" / "s000.png"
+    assert json.loads(out.read_text())["meta"]["merged"]["test_isic"] == [f"{a}:test"]
+
+
+def test_merge_refuses_a_test_image_in_training_and_bad_specs(tmp_path: Path, run_cli) -> None:
+    from medattn.data.splits import merge_splits, parse_merge_part
+
+    a = tmp_path / "a.json"
+    save_split(a, {"train": _samples(3, tmp_path / "x"), "val": _samples(1, tmp_path / "x")})
+    with pytest.raises(DatasetError, match="is in part 'train' and again in part 'test'"):
+        merge_splits({"train": [(a, "train")], "test": [(a, "val")]})  # s000 is in both parts of a
+    with pytest.raises(MedattnIOError, match="no part 'test' \\(it has train, val\\)"):
+        merge_splits({"train": [(a, "test")]})
+    assert parse_merge_part(f"train = {a}:train , {a}:val") == ("train", [(a, "train"), (a, "val")])
+    for bad in ("train", f"={a}:train", f"train={a}", "train=:val"):
+        with pytest.raises(ConfigError, match="--part"):
+            parse_merge_part(bad)
+    code, _, err = run_cli("datasets", "merge", "--out", str(tmp_path / "m.json"),
+                           "--part", f"train={a}:train", "--part", f"train={a}:val")
+    assert code != 0 and "--part train given twice" in err

@@ -165,6 +165,38 @@ def split(
         typer.echo(f"wrote {target}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@datasets_app.command("merge")
+def merge(
+    out: Path = typer.Option(..., "--out", help="split file to write (JSON)"),
+    part: list[str] = typer.Option(
+        ..., "--part", help="NAME=FILE:PART[,FILE:PART...]: part NAME of the new split gathers these parts "
+                            "of existing split files (repeat for each part)"),
+    relative_root: bool = typer.Option(
+        False, "--relative-root", help="store the data root relative to the split file (a split to commit)"
+    ),
+) -> None:
+    """Merge parts of split files into one split: train on several data sets, keep each test set apart.
+
+    Example: ISIC 2017 training pairs and PH2 fold 0 together, each held-out set its own test part:
+
+      medattn datasets merge --out skin.json --part train=isic.json:train,ph2_fold0.json:train
+          --part val=isic.json:val --part test_isic=isic.json:test --part test_ph2=ph2_fold0.json:val
+    """
+    from medattn.data import save_split
+    from medattn.data.splits import merge_splits, parse_merge_part
+
+    spec: dict[str, list[tuple[Path, str]]] = {}
+    for text in part:
+        name, sources = parse_merge_part(text)
+        if name in spec:
+            raise ConfigError(f"--part {name} given twice")
+        spec[name] = sources
+    parts = merge_splits(spec)
+    meta = {"merged": {name: [f"{f}:{p}" for f, p in sources] for name, sources in spec.items()}}
+    save_split(out, parts, meta=meta, relative_root=relative_root)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+
+
 @datasets_app.command("augmentations")
 def augmentations() -> None:
     """List the augmentation names usable in a training config, with their default options."""

@@ -280,6 +280,48 @@ def load_split(path: str | Path, root: str | Path | None = None) -> dict[str, li
     return out
 
 
+def parse_merge_part(text: str) -> tuple[str, list[tuple[Path, str]]]:
+    """``NAME=FILE:PART[,FILE:PART...]`` (a part of the merged split and where its samples come from)."""
+    name, sep, sources = text.partition("=")
+    if not sep or not name.strip() or not sources.strip():
+        raise ConfigError(f"--part {text!r}: expected NAME=FILE:PART[,FILE:PART...]")
+    out = []
+    for source in sources.split(","):
+        file, sep, part = source.strip().rpartition(":")
+        if not sep or not file or not part:
+            raise ConfigError(f"--part {text!r}: {source.strip()!r} is not FILE:PART")
+        out.append((Path(file), part))
+    return name.strip(), out
+
+
+def merge_splits(parts: Mapping[str, Sequence[tuple[str | Path, str]]]) -> dict[str, list[Sample]]:
+    """A split whose part ``name`` gathers the listed ``(split file, part)`` pairs, in order.
+
+    Train on several data sets at once (for example ISIC 2017 training pairs together with PH2
+    folds) while keeping each test set a separate part. Refuses a missing part, and an image
+    that lands in two parts (a test image must never be trained on) or twice in one part.
+    """
+    loaded: dict[Path, dict[str, list[Sample]]] = {}
+    out: dict[str, list[Sample]] = {}
+    where: dict[Path, str] = {}
+    for name, sources in parts.items():
+        out[name] = []
+        for file, part in sources:
+            file = Path(file)
+            if file not in loaded:
+                loaded[file] = load_split(file)
+            if part not in loaded[file]:
+                raise MedattnIOError(file, f"no part {part!r} (it has {', '.join(loaded[file])})")
+            for sample in loaded[file][part]:
+                image = sample.image.resolve()
+                if image in where:
+                    raise DatasetError(f"{image} is in part {where[image]!r} and again in part {name!r} "
+                                       f"(from {file}:{part})")
+                where[image] = name
+                out[name].append(sample)
+    return out
+
+
 def _is_json_file(path: Path) -> bool:
     try:
         with path.open("rb") as fh:
