@@ -10,7 +10,9 @@
 #
 # Budget (env): LESION_EPOCHS (10 on ISIC, PH2_EPOCHS 15 on PH2), LESION_SIZE ([96,128]; the
 # paper's is [192,256]), ISIC_SEEDS ("0"), PH2_FOLDS ("0 1 2 3 4"), LESION_DATA ("isic2017 ph2": which
-# protocols to train and tabulate; "ph2" alone for the cheaper one). Adam 5e-4, cosine with a
+# protocols to train and tabulate; "ph2" alone for the cheaper one), LESION_RUN_PREFIX (prefix of the run
+# names, so a second budget does not reuse the first one's runs; RESULTS then sends its tables
+# elsewhere). Adam 5e-4, cosine with a
 # 1-epoch warm-up, Dice loss, batch 6, flips + zoom, bf16 autocast, cached images: the recipe of
 # the shipped PH2 results (docs/results.md). SMOKE=1: 1 epoch at 64x64 on 6 images, one seed,
 # PH2 folds 0 and 1, runs under runs/smoke/ and results in runs/smoke/results (wiped first).
@@ -23,7 +25,7 @@ if [ "$SMOKE" = 1 ]; then
     ISIC_EPOCHS=1; PH2_EPOCHS=1; LESION_SIZE='[64,64]'; ISIC_SEEDS=0; PH2_FOLDS="0 1"
     BUDGET=(--set data.limit=6 --set train.batch_size=3)
 else
-    RUNS=
+    RUNS=${LESION_RUN_PREFIX:-}  # e.g. "e10-": other run names for another budget (finished runs are reused)
     RESULTS=${RESULTS:-benchmarks/results}
     ISIC_EPOCHS=${LESION_EPOCHS:-10}; PH2_EPOCHS=${PH2_EPOCHS:-15}; LESION_SIZE=${LESION_SIZE:-'[96,128]'}
     ISIC_SEEDS=${ISIC_SEEDS:-0}; PH2_FOLDS=${PH2_FOLDS:-"0 1 2 3 4"}
