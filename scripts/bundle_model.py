@@ -166,12 +166,16 @@ def rel(path: str | Path) -> str:
 
 
 def describe_split(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Counts per part; for a k-fold run also the held-out (``val``) image ids, so the card's
-    held-out metrics can be recomputed without the run folder."""
+    """Counts per part; for a k-fold run also the held-out (``val``) image ids, for a split with
+    ``test*`` parts each test part's image ids, so the card's held-out metrics can be recomputed
+    without the run folder."""
     doc = json.loads((run / "split.json").read_text(encoding="utf-8"))
     out = {"counts": doc.get("counts"), "meta": doc.get("meta"), "file": rel(run / "split.json")}
     if cfg["data"]["split"]["kind"] == "kfold":
         out["held_out_ids"] = [s["id"] for s in doc["splits"]["val"]]
+    tests = {part: [s["id"] for s in samples] for part, samples in doc["splits"].items() if part.startswith("test")}
+    if tests:
+        out["test_ids"] = tests
     return out
 
 

@@ -12,7 +12,7 @@
 # paper's is [192,256]), ISIC_SEEDS ("0"), PH2_FOLDS ("0 1 2 3 4"), LESION_DATA ("isic2017 ph2": which
 # protocols to train and tabulate; "ph2" alone for the cheaper one), LESION_RUN_PREFIX (prefix of the run
 # names, so a second budget does not reuse the first one's runs; RESULTS then sends its tables
-# elsewhere). Adam 5e-4, cosine with a
+# elsewhere), LESION_ROWS (train and tabulate only these rows, e.g. "unet28 hlfnet"). Adam 5e-4, cosine with a
 # 1-epoch warm-up, Dice loss, batch 6, flips + zoom, bf16 autocast, cached images: the recipe of
 # the shipped PH2 results (docs/results.md). SMOKE=1: 1 epoch at 64x64 on 6 images, one seed,
 # PH2 folds 0 and 1, runs under runs/smoke/ and results in runs/smoke/results (wiped first).
@@ -43,6 +43,7 @@ RECIPE=(--set "data.input_size=$LESION_SIZE" --set optim.lr=5.0e-4 --set schedul
 row() {
     local name=$1; shift
     local seed fold
+    wanted "$name" || return 0
     for seed in $ISIC_SEEDS; do
         train "${RUNS}isic-$name-s$seed" configs/lesion_isic2017.yaml --set train.epochs="$ISIC_EPOCHS" \
             --set train.seed="$seed" "${RECIPE[@]}" "$@"
@@ -54,12 +55,16 @@ row() {
     done
 }
 
+# wanted NAME: is row NAME in LESION_ROWS (all rows when it is empty)
+wanted() { [ -z "${LESION_ROWS:-}" ] || [[ " $LESION_ROWS " == *" $1 "* ]]; }
+
 # results TABLE "LABEL=NAME" ...: the two results files <RESULTS>/TABLE_{isic2017,ph2}.{json,md}
 # (benchmarks/ph2_results.py; cached per run, recomputed when a run's weights are newer)
 results() {
     local table=$1; shift
     local isic=() ph2=() spec
     for spec in "$@"; do
+        wanted "${spec#*=}" || continue
         isic+=(--arm "${spec%%=*}=runs/${RUNS}isic-${spec#*=}-s*")
         ph2+=(--arm "${spec%%=*}=runs/${RUNS}ph2-${spec#*=}-f*")
     done
