@@ -227,7 +227,10 @@ def segmentation_card(run: Path, args: argparse.Namespace, run_card: dict[str, A
         "task": run_card.get("task", "segmentation"),
         "input_size": run_card["input_size"],
         "inference": inference_settings(run, args, run_card),
-        "data": {"root": [rel(r) for r in cfg["data"]["root"]], "split": cfg["data"]["split"], "augment": cfg["data"]["augment"],
+        "data": {"root": [rel(r) for r in cfg["data"]["root"]],
+                 "split": {**cfg["data"]["split"], **({"file": rel(cfg["data"]["split"]["file"])}
+                                                      if cfg["data"]["split"].get("file") else {})},
+                 "augment": cfg["data"]["augment"],
                  "in_channels": cfg["data"]["in_channels"]},
         "split": describe_split(run, cfg),
         "epochs": epochs,
