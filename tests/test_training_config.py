@@ -125,7 +125,8 @@ def test_shipped_config_splits_on_real_data(shared_data: Path, monkeypatch) -> N
 
 @pytest.mark.parametrize(("table", "rows"), [
     ("efen_table1", {"unet": "efen_unet", "reextract": "efen_reextract", "efen": "efen",
-                     "efen_mobilenet_v2": "efen_mobilenet_v2"}),
+                     "efen_mobilenet_v2": "efen_mobilenet_v2", "unet_mobilenet_v2": "efen_mobilenet_v2",
+                     "reextract_mobilenet_v2": "efen_mobilenet_v2"}),
     ("bsanet_table1", {"unet": "unet", "unetpp": "unetpp", "attention_unet": "attention_unet", "pranet": "pranet",
                        "efen": "efen_mobilenet_v2", "hlfnet": "hlfnet", "grcsf": "grcsf", "bsanet": "bsanet",
                        "bsanet_no_isam": "bsanet_no_isam", "bsanet_no_fsam": "bsanet_no_fsam",
@@ -144,6 +145,16 @@ def test_paper_table_configs_share_one_budget(table: str, rows: dict[str, str]) 
         d.pop("name", None)
         budgets.append(d)
     assert all(b == budgets[0] for b in budgets[1:])
+
+
+def test_efen_mobilenet_v2_ablation_rows_switch_what_the_vgg_rows_switch() -> None:
+    from medattn.models import model_info
+
+    folder = REPO / "configs" / "efen_table1"
+    for stem, vgg in (("unet", "efen_unet"), ("reextract", "efen_reextract"), ("efen", "efen")):
+        options = load_config(folder / f"{stem}_mobilenet_v2.yaml", check_paths=False).model.options
+        switches = {k: v for k, v in options.items() if k in ("reextract", "improved_skip")}
+        assert switches == dict(model_info(vgg).default_options)
 
 
 def test_efen_table_uses_the_committed_split_and_efen_augmentation() -> None:
