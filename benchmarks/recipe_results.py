@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from medattn.utils.fileio import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+import polyp_results
 
 #: the two cross-dataset directions: run prefix -> (trained on, judged on)
 DIRECTIONS = {"k2c": ("Kvasir-SEG", "CVC-ClinicDB"), "c2k": ("CVC-ClinicDB", "Kvasir-SEG")}
@@ -42,23 +47,13 @@ def eval_file(runs: Path, direction: str, arm: str) -> Path:
 
 
 def budget(run: Path) -> dict[str, Any]:
-    """Epochs, input size and minutes of a run folder (empty where the folder is gone)."""
-    import csv
-
-    import yaml
-
+    """``polyp_results.run_budget`` of a run folder, with its recipe switches (empty where the folder is gone)."""
     if not (run / "config.yaml").is_file():
         return {}
+    out = polyp_results.run_budget(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    seconds, epochs = 0.0, 0
-    if (run / "history.csv").is_file():
-        with (run / "history.csv").open(encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                seconds += float(row["seconds"])
-                epochs = max(epochs, int(row["epoch"]))
-    return {"epochs": epochs, "input_size": cfg["data"]["input_size"], "minutes": round(seconds / 60, 1),
-            "progressive": cfg["train"].get("progressive"), "multi_scale": cfg["train"].get("multi_scale"),
-            "ema": cfg["train"].get("ema")}
+    return {**out, "minutes": round(out["train_seconds"] / 60, 1),
+            **{k: cfg["train"].get(k) for k in ("progressive", "multi_scale", "ema")}}
 
 
 def paired_bootstrap(a: dict[str, float], b: dict[str, float], n: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -107,21 +102,16 @@ def findings(table: dict[str, Any]) -> list[str]:
     for arm in ARMS:
         if arm not in table or arm == "full":
             continue
+        # what the comparison measures, and the sign that makes "minus full" its effect
+        what, sign = (("test-time flips", 1) if arm == "full-tta" else
+                      ("the full recipe", -1) if arm == "base" else (ELEMENTS[arm], -1))
         for direction, (src, dst) in DIRECTIONS.items():
-            res = table[arm].get(direction)
-            if res is None or "minus_full" not in res:
+            d = table[arm].get(direction, {}).get("minus_full")
+            if d is None:
                 continue
-            d = res["minus_full"]
-            if arm in ELEMENTS:  # the element's effect: full - no-X
-                eff, lo, hi = -d["mean"], -d["high"], -d["low"]
-                verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no clear effect"
-                out.append(f"{ELEMENTS[arm]}, {src} -> {dst}: {verdict} (meanDice {eff:+.3f}, 95 % CI "
-                           f"{lo:+.3f} to {hi:+.3f})")
-            else:
-                what = "the full recipe" if arm == "base" else "test-time flips"
-                eff, lo, hi = (-d["mean"], -d["high"], -d["low"]) if arm == "base" else (d["mean"], d["low"], d["high"])
-                verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no clear effect"
-                out.append(f"{what}, {src} -> {dst}: {verdict} (meanDice {eff:+.3f}, 95 % CI {lo:+.3f} to {hi:+.3f})")
+            eff, lo, hi = sign * d["mean"], *sorted((sign * d["low"], sign * d["high"]))
+            verdict = "helps" if lo > 0 else "hurts" if hi < 0 else "no clear effect"
+            out.append(f"{what}, {src} -> {dst}: {verdict} (meanDice {eff:+.3f}, 95 % CI {lo:+.3f} to {hi:+.3f})")
     return out
 
 

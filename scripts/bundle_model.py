@@ -600,7 +600,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", choices=("best", "last"), default="best")
     ap.add_argument("--fp16", action="store_true", help="store weights as float16 (check the metrics!)")
     ap.add_argument("--folder", type=Path, default=WEIGHTS_DIR)
-    ap.add_argument("--summary", default="", help="one line shown by `medattn models`")
+    ap.add_argument("--summary", required=True, help="one line shown by `medattn models` (what, data, budget)")
     ap.add_argument("--command", default=None,
                     help="enhancement runs: the benchmark command that trained the run (default: the one its "
                          "results recorded)")
@@ -646,6 +646,7 @@ def main() -> None:
         check = CHECK_DENOISER
     else:
         fields = segmentation_card(run, args, run_card)
+    fields["bundled_with"] += f" --summary {shlex.quote(args.summary)}"
     card = {
         "model": run_card["model"],
         **fields,

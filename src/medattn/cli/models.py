@@ -98,7 +98,7 @@ def bundled_records(pattern: str = "*", task: str | None = None) -> list[dict[st
             "input_size": list(card.get("input_size") or info.input_size),
             "bundled": True,
             "paper": info.paper,
-            "description": f"{card['model']} trained weights: {card.get('summary', info.description)}",
+            "description": f"{card['model']} trained weights: {card.get('summary') or info.description}",
             "default_options": card.get("options", {}),
             "architecture": card["model"],
         })
