@@ -147,6 +147,18 @@ def test_model_init_starts_from_the_given_weights_and_resume_does_not_need_them(
         torch.testing.assert_close(resumed.first[1], net(resumed.first[0]), rtol=0, atol=0)
 
 
+def test_patches_reach_the_model_at_their_size_and_in_hounsfield_units(ct_volumes, tmp_path) -> None:
+    # data.input_size (default 256) is for image data sets: LDCT patches are trained as they come, on
+    # their simulated grid and unclipped (the air around the phantom is -1000 HU = -1.0 at the input)
+    cfg = load_config(_config(tmp_path, ct_volumes))
+    assert tuple(cfg.data.input_size) != (32, 32)
+    trainer = _FirstForward(cfg, run_dir=tmp_path / "run", progress=False)
+    trainer.fit(stop_after=1)
+    x, _ = trainer.first
+    assert x.shape == (4, 1, 32, 32)
+    assert x.min() < -0.8 and x.max() > 0.0
+
+
 def test_model_init_mismatches_are_config_errors(ct_volumes, tmp_path) -> None:
     wider = save_checkpoint(tmp_path / "w", "best", create("redcnn", channels=16, kernel_size=3), name="redcnn",
                             options={"channels": 16, "kernel_size": 3}, task="denoising")

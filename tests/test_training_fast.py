@@ -210,6 +210,15 @@ def test_resize_batch_keeps_alignment_and_memory_format() -> None:
     assert same_x is x and same_y is m
 
 
+def test_resize_batch_keeps_the_range_of_images_and_image_targets() -> None:
+    # denoising batches: HU / 1000 images and image targets, resized bilinearly and never clipped
+    x = torch.linspace(-1.0, 2.0, 64).repeat(2, 1, 64, 1)
+    xs, ys = resize_batch(x, x.clone(), (32, 32))
+    torch.testing.assert_close(xs, ys)
+    assert xs.min() < -0.9 and xs.max() > 1.9
+    assert torch.all(xs[..., 1:] > xs[..., :-1])  # a ramp stays a ramp (bilinear, not nearest)
+
+
 def test_multi_scale_and_progressive_sizes_reach_the_model(tiny: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
 

@@ -40,7 +40,9 @@ def resize_batch(image: torch.Tensor, target: torch.Tensor, size: Sequence[int],
                  soft_target: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, C, H, W)`` image and ``(B, K, H, W)`` target resized to ``size`` (unchanged if equal).
 
-    ``soft_target``: bilinear for the target (binary masks become soft at edges); else nearest.
+    ``soft_target``: bilinear for a floating-point target (binary masks become soft at edges, images
+    stay images); else nearest. Values are not clipped: bilinear weights (antialiased too) are
+    non-negative and sum to one, so masks stay in [0, 1] and HU images keep their range.
     The memory format (channels-last) of ``image`` is kept.
     """
     size = tuple(int(s) for s in size)
@@ -48,11 +50,11 @@ def resize_batch(image: torch.Tensor, target: torch.Tensor, size: Sequence[int],
         return image, target
     shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
     channels_last = image.is_contiguous(memory_format=torch.channels_last) and not image.is_contiguous()
-    x = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
+    x = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if soft_target and target.is_floating_point():
-        y = F.interpolate(target, size=size, mode="bilinear", align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
+        y = F.interpolate(target, size=size, mode="bilinear", align_corners=False, antialias=shrink)
     else:
         y = F.interpolate(target.float(), size=size, mode="nearest-exact").to(target.dtype)
     return x, y

@@ -40,7 +40,8 @@ class DataBundle:
         val_batch_size: validation batch (None = ``train.batch_size``); 1 for items of different sizes.
         scores: per-sample validation scores ``(outputs, target) -> {name: (N,) tensor}`` replacing
             the task's default (``val_`` is prefixed), e.g. PSNR in a CT window.
-        input_size: ``(H, W)`` recorded in the checkpoint cards (None = ``data.input_size``).
+        input_size: ``(H, W)`` the items come at, when the data set fixes it (LDCT patches): the engine
+            trains at it instead of ``data.input_size`` and records it in the cards (None = ``data.input_size``).
         card: extra fields for the checkpoint cards (e.g. the intensity normalisation).
     """
 
