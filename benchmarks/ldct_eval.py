@@ -10,7 +10,9 @@ the AAPM/Mayo quarter-dose slices against their full-dose slices (``*_quarter_hu
 ``*_full_hu.npy``, pixel size ``--spacing``). Networks run as ``medattn denoise`` runs them
 (:class:`medattn.denoise.apply.Denoiser`: a slice off the model's trained grid is resampled to
 it and back; ``--native`` turns that off to measure what it brings; each keeps the share of the
-estimated noise its card says, ``--keep-noise`` or ``label=path@K`` set it). ``rmse_body_hu`` is
+estimated noise its card says, ``--keep-noise`` or ``label=path@K`` set it, and runs as an 8-fold
+self-ensemble where its card says ``inference.tta`` or the run ends in ``@tta`` / ``@K,tta``;
+``@notta`` turns it off). ``rmse_body_hu`` is
 the RMSE inside the body (normal-dose slice above -500 HU, holes filled).
 
 Writes ``benchmarks/results/ldct_eval.json`` and ``.md`` and the picture panels
@@ -55,7 +57,14 @@ def model_cost(model, size: int = 512, probe: int = 128) -> tuple[int, float]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from medattn.denoise.apply import Denoiser, bm3d_denoise, card_grid, card_keep_noise, torch_denoiser
+    from medattn.denoise.apply import (
+        Denoiser,
+        bm3d_denoise,
+        card_grid,
+        card_keep_noise,
+        card_tta,
+        torch_denoiser,
+    )
     from medattn.denoise.data import LDCTPairs, RealLDCTPairs, SimulationSettings, collection
     from medattn.metrics import psnr, rmse_hu, ssim
     from medattn.models.hub import load_model_file, model_card
@@ -118,16 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     current: dict[str, np.ndarray] = {}
     for spec in args.run:
         label, _, path = spec.partition("=")
-        path, _, keep_text = path.partition("@")
+        path, _, extra = path.partition("@")  # @K, @tta, @K,tta, @K,notta
+        flags = [f.strip() for f in extra.split(",") if f.strip()]
+        keep_text = next((f for f in flags if f not in ("tta", "notta")), "")
         model = load_model_file(path).eval()
         params, gmacs = model_cost(model)
         card = model_card(path) if path.endswith(".safetensors") else {}
         grid = None if args.native else card_grid(card)
         keep = float(keep_text) if keep_text else (args.keep_noise if args.keep_noise is not None
                                                     else card_keep_noise(card))
-        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1), "trained_grid_mm": grid, "keep_noise": keep,
+        tta = "tta" in flags or ("notta" not in flags and card_tta(card))
+        costs[label] = {"params": params, "gmacs_512": round(gmacs, 1) * (8 if tta else 1), "trained_grid_mm": grid,
+                        "keep_noise": keep, "tta": tta,
                         "weights": {"path": Path(path).as_posix(), "sha256": file_sha256(path)}}
-        den = Denoiser(torch_denoiser(model), label, grid, keep)
+        den = Denoiser(torch_denoiser(model, tta=tta), label, grid, keep)
         methods[label] = lambda hu, den=den: den(hu, spacing)
 
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in methods}

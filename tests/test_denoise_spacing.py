@@ -202,3 +202,51 @@ def test_card_keep_noise_is_the_default(tmp_path, run_cli) -> None:
     assert den.keep_noise == 0.25
     np.testing.assert_allclose(den(np.zeros((16, 16), np.float32)), -0.75 * SHIFT_HU, atol=1e-3)
     assert load_denoiser(str(path), keep_noise=0.0)[0].keep_noise == 0.0
+
+
+def _turned_mean(net: torch.nn.Module, hu: np.ndarray) -> np.ndarray:
+    """The 8-fold self-ensemble computed independently, with numpy's rot90 / fliplr."""
+    outs = []
+    for k in range(4):
+        for flip in (False, True):
+            t = np.rot90(hu, k)
+            t = np.fliplr(t) if flip else t
+            with torch.no_grad():
+                y = net(torch.from_numpy(np.ascontiguousarray(t, np.float32))[None, None] / 1000.0)[0, 0].numpy()
+            y = np.fliplr(y) if flip else y
+            outs.append(np.rot90(y, -k) * 1000.0)
+    return np.mean(outs, axis=0)
+
+
+def test_self_ensemble_averages_the_eight_turned_outputs(tmp_path, run_cli) -> None:
+    from medattn.denoise.apply import card_tta, load_denoiser, torch_denoiser
+
+    torch.manual_seed(3)
+    net = create("cadn", channels=[4, 8, 8], blocks=[1, 1, 1]).eval()
+    with torch.no_grad():  # the output layer starts at zero (identity): make the net do something
+        for param in net.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    hu = (40.0 + 30.0 * np.random.default_rng(0).standard_normal((24, 40))).astype(np.float32)  # not square
+    plain, ensemble = torch_denoiser(net)(hu), torch_denoiser(net, tta=True)(hu)
+    np.testing.assert_allclose(ensemble, _turned_mean(net, hu), atol=1e-3)
+    assert ensemble.shape == hu.shape and np.abs(ensemble - plain).max() > 1e-2  # a random net is not symmetric
+
+    card = {"model": "cadn", "task": "denoising", "inference": {"tta": True}}
+    path = save_bundled(net, "tta", {"channels": [4, 8, 8], "blocks": [1, 1, 1]}, card=card, folder=tmp_path)
+    assert card_tta(card) and not card_tta({})
+    with pytest.raises(Exception, match=r"inference\.tta must be true or false"):
+        card_tta({"inference": {"tta": "yes"}})
+    den, description = load_denoiser(str(path))
+    assert "self-ensemble" in description
+    np.testing.assert_allclose(den(hu), ensemble, atol=1e-4)
+    off, description = load_denoiser(str(path), tta=False)
+    assert "self-ensemble" not in description
+    np.testing.assert_allclose(off(hu), plain, atol=1e-4)
+
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "s.tif", hu)
+    for flag, want in (("--tta", ensemble), ("--no-tta", plain)):
+        code, _, err = run_cli("denoise", "--model", path, tmp_path / "s.tif", "--out", tmp_path / flag, flag)
+        assert code == 0, err
+        np.testing.assert_allclose(tifffile.imread(tmp_path / flag / "s.tif"), want, atol=1e-3)

@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
             None, "--keep-noise", min=0.0, max=1.0,
             help="share of the estimated noise to keep (default: the model card's, 0.25 for cadn-ldct: the "
                  "normal-dose noise of a quarter-dose scan; 0 = remove all)"),
+        tta: bool | None = typer.Option(
+            None, "--tta/--no-tta",
+            help="average the network over the 8 rotations / mirror images of each slice (default: the model "
+                 "card's inference.tta; about +0.2 dB for 8x the time)"),
     ) -> None:
         """Denoise low-dose CT: DICOM in, DICOM out (same tags and geometry, new UIDs, DERIVED);
         NIfTI in, NIfTI out (affine kept); PNG/TIFF in, same out."""
@@ -35,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         notes: Counter[str] = Counter()
         n = denoise_paths(model, inputs, out, force=force, dose=dose, window=window, spacing=spacing, notes=notes,
-                          keep_noise=keep_noise)
+                          keep_noise=keep_noise, tta=tta)
         for message, count in notes.items():
             prefix = "warning: " if "unknown" in message or "no RescaleIntercept" in message else ""
             typer.echo(f"{prefix}{message} ({count} slice{'s' if count != 1 else ''})", err=bool(prefix))
