@@ -471,7 +471,7 @@ def ldct_metrics(weights: Path, results: Path, run_card: dict[str, Any], checkpo
     row = summary[label]
     keep = float(row.get("keep_noise") or 0.0)
     return {
-        "keep_noise": keep,
+        "keep_noise": keep, "tta": bool(row.get("tta", False)),
         "source": rel(results), "row": label, "checkpoint": checkpoint, "weights_sha256": digest,
         "definitions": {"psnr": "dB in the HU window {center:g}/{width:g} (both images clipped to it, its width as "
                                 "the data range), mean over the held-out slices".format(**res["window"]),
@@ -585,8 +585,12 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
                           "keep_noise_note": "medattn denoise returns denoised + keep_noise x (input - denoised): for "
                                              "a scan at dose fraction d the least-squares estimate of the normal-dose "
                                              "image is keep_noise = d (0.25: quarter dose), with its noise texture; "
-                                             "the held-out metrics were measured so"}}
-           if metrics["keep_noise"] else {}),
+                                             "the held-out metrics were measured so",
+                          **({"tta": True, "tta_note": "8-fold self-ensemble (rotations and mirror images, outputs "
+                                                       "averaged); the held-out metrics were measured so; "
+                                                       "medattn denoise --no-tta is 8x faster"}
+                             if metrics["tta"] else {})}}
+           if metrics["keep_noise"] or metrics["tta"] else {}),
         "command": command,
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
                         f"--results {args.results}" + (f" --row {shlex.quote(args.row)}" if args.row else ""),

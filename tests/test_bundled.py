@@ -524,6 +524,10 @@ def test_bundle_script_pairs_a_denoiser_only_with_its_own_evaluation_row(tmp_pat
     results.write_text(json.dumps(doc))
     m = bundle.ldct_metrics(weights, results, run_card, "best")
     assert m["row"] == "this run" and m["test"]["psnr"] == 26.0 and m["test"]["low_dose_input"]["psnr"] == 21.0
+    assert m["tta"] is False and m["keep_noise"] == 0.0
+    doc["summary"]["this run"].update(tta=True, keep_noise=0.25)  # measured as an 8-fold self-ensemble
+    results.write_text(json.dumps(doc))
+    assert bundle.ldct_metrics(weights, results, run_card, "best")["tta"] is True
     assert m["per_slice"] == [{"id": "ts_dicom/0010", "psnr": 26.0, "ssim": 0.8, "rmse_hu": 30.0,
                                "input_psnr": 21.0, "input_ssim": 0.7, "input_rmse_hu": 41.0}]
     with pytest.raises(SystemExit, match="dose"):
