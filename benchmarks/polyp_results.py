@@ -32,6 +32,7 @@ import numpy as np
 from medattn.data import load_split
 from medattn.evaluation import evaluate_pairs
 from medattn.inference import evaluate_model, load_model
+from medattn.inference.loading import card_inference
 from medattn.inference.render import overlay
 from medattn.io import read_mask, read_rgb
 from medattn.utils.figures import save_figure_png
@@ -105,9 +106,12 @@ def cached_or_evaluate(run: str, data: Path, split: Path | None, workers: int | 
     if cache and cache.is_file() and not force and weights.is_file() \
             and cache.stat().st_mtime > weights.stat().st_mtime:
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        if cached.get("split") == str(split or run_dir / "split.json") and all(
+        card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+        settings = card_inference(card, str(weights.with_suffix(".json")))
+        settings["input_size"] = settings["input_size"] or card["input_size"]
+        if cached.get("split") == str(split or run_dir / "split.json") and cached.get("inference") == settings and all(
                 c in m for m in cached["parts"].values() for c in (*PAPER_COLUMNS, *EXTRA_COLUMNS)):
-            return cached  # else written by an older version or for another split: recompute
+            return cached  # else written by an older version, for another split or other settings
     result = evaluate_run(run, data, split, workers)
     if cache:
         atomic_write_text(cache, json.dumps(result, indent=1) + "\n")

@@ -140,6 +140,7 @@ def test_metrics(run: Path, checkpoint: str) -> dict[str, Any]:
     if polyp.is_file():
         doc = json.loads(polyp.read_text(encoding="utf-8"))
         return {"source": f"benchmarks/polyp_results.py {run}", "checkpoint": "best",
+                **({"inference": doc["inference"]} if doc.get("inference") else {}),
                 "test": {part: {k: round(v, 4) for k, v in m.items()} for part, m in doc["parts"].items()}}
     ph2 = run / f"ph2_eval_{checkpoint}.json"
     if ph2.is_file():
