@@ -128,29 +128,30 @@ step enhance-froc-seeds $PY -u benchmarks/enhance_froc.py --quick --minutes 0 --
 # 7. real low-dose CT (issue 13): denoisers blind to dose (1.5-50 %), kernel and grid (0.6-1 mm), trained
 #    on projection-domain noise inserted into the sharp CT we have, calibrated on the real L506 pairs
 #    (benchmarks/ldct_noise_calibration.py) and validated on them; each network until its validation
-#    curve flattens (LDCT_BLIND_EPOCHS; the baselines cost 2-5x more per step on the CPU, so their budgets
-#    can be set apart), then the table on the real pairs (last epoch of each: the real pairs are the
-#    validation curve, not the checkpoint choice). The shipped model before this issue is a row too
-#    (copy src/medattn/weights/cadn-ldct.* of an earlier release to runs/ldct13/cadn-ldct-v1.*).
-LDCT_BLIND_EPOCHS=${LDCT_BLIND_EPOCHS:-16}
-train ldct-blind-cadn_small configs/ldct_cadn_blind.yaml --set train.epochs="$LDCT_BLIND_EPOCHS"
+#    curve flattens (CADN 48 epochs, flat from ~40; RED-CNN and DnCNN cost 2-3x / 4x more per step on
+#    the CPU: LDCT_BLIND_EPOCHS_REDCNN / _DNCNN), then the table on the real pairs (last epoch of each:
+#    the real pairs are the validation curve, not the checkpoint choice). The earlier releases are rows
+#    too: copy src/medattn/weights/cadn-ldct.* of v1 (git 7068fe0) and v2 (git c547102) to
+#    runs/ldct13/cadn-ldct-v1.* / -v2.*.
+LDCT_BLIND_EPOCHS=${LDCT_BLIND_EPOCHS:-48}
 train ldct-blind-cadn configs/ldct_cadn_blind.yaml --set model.name=cadn --set train.epochs="$LDCT_BLIND_EPOCHS"
 # RED-CNN at its paper's learning rate (1e-4; at 1e-3 it stayed below the input for 4 epochs)
 train ldct-blind-redcnn48 configs/ldct_cadn_blind.yaml --set model.name=redcnn --set 'model.options={channels: 48}' \
-    --set optim.lr=1.0e-4 --set train.epochs="${LDCT_BLIND_EPOCHS_REDCNN:-$LDCT_BLIND_EPOCHS}"
+    --set optim.lr=1.0e-4 --set train.epochs="${LDCT_BLIND_EPOCHS_REDCNN:-32}"
 train ldct-blind-dncnn configs/ldct_cadn_blind.yaml --set model.name=dncnn \
-    --set train.epochs="${LDCT_BLIND_EPOCHS_DNCNN:-$LDCT_BLIND_EPOCHS}"
+    --set train.epochs="${LDCT_BLIND_EPOCHS_DNCNN:-12}"
 REAL=../shared/data/ct/mayo-l506-real
 step eval-ldct-real $PY benchmarks/ldct_eval.py --real "$REAL" --out benchmarks/results/ldct_real \
     --panels docs/img/ldct_real_crops.png --crop 140,90,160 --panel-slice 3 --threads "$OMP_NUM_THREADS" \
     --no-bm3d --merge benchmarks/results/ldct_real_bm3d.json --merge benchmarks/results/ldct_real_bm3d_oracle.json \
     --curves docs/img/ldct_curves.png \
-    --run "cadn-ldct v1 (25 % dose, 0.98 mm), K 0=runs/ldct13/cadn-ldct-v1.safetensors@0" \
     --run "cadn-ldct v1 (25 % dose, 0.98 mm), K 0.25=runs/ldct13/cadn-ldct-v1.safetensors@0.25" \
-    --run "CADN-small blind, K 0=runs/ldct-blind-cadn_small/last.safetensors@0" \
-    --run "CADN-small blind, K 0.25=runs/ldct-blind-cadn_small/last.safetensors@0.25" \
-    --run "CADN blind, K 0=runs/ldct-blind-cadn/last.safetensors@0" \
-    --run "CADN blind, K 0.25=runs/ldct-blind-cadn/last.safetensors@0.25" \
-    --run "RED-CNN (48) blind, K 0=runs/ldct-blind-redcnn48/last.safetensors@0" \
-    --run "RED-CNN (48) blind, K 0.25=runs/ldct-blind-redcnn48/last.safetensors@0.25"
+    --run "cadn-ldct v2 (CADN blind, 16 ep), K 0.25=runs/ldct13/cadn-ldct-v2.safetensors@0.25,notta" \
+    --run "CADN blind 48 ep, K 0=runs/ldct-blind-cadn/last.safetensors@0" \
+    --run "CADN blind 48 ep, K 0.25=runs/ldct-blind-cadn/last.safetensors@0.25" \
+    --run "CADN blind 48 ep, K 0.25, self-ensemble=runs/ldct-blind-cadn/last.safetensors@0.25,tta" \
+    --run "RED-CNN (48) blind 32 ep, K 0=runs/ldct-blind-redcnn48/last.safetensors@0" \
+    --run "RED-CNN (48) blind 32 ep, K 0.25=runs/ldct-blind-redcnn48/last.safetensors@0.25" \
+    --run "DnCNN blind 12 ep, K 0=runs/ldct-blind-dncnn/last.safetensors@0" \
+    --run "DnCNN blind 12 ep, K 0.25=runs/ldct-blind-dncnn/last.safetensors@0.25"
 log "queue finished"
