@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 import zlib
 
@@ -67,11 +68,16 @@ def _case(app, **results) -> tuple[Case, object]:
 
 
 def test_page_one_holds_what_a_clinician_files(app):
+    from medattn.models.hub import WEIGHTS_DIR
+
     case, store = _case(app)
     pages = pdf_pages(build_report(case, store))
     first = pages[0]
+    card = json.loads((WEIGHTS_DIR / "bsanet-polyp.json").read_text(encoding="utf-8"))
+    kvasir = card["metrics"]["test"]["test_kvasir"]
+    performance = f"mean Dice {kvasir['meanDice']:.3f} (kvasir, {kvasir['count']} images)"
     for expected in (case.id, f"{case.created_at:%Y-%m-%d}", "modality: CT", "bsanet-polyp, version",
-                     "Intended use", "Validated performance", "mean Dice 0.841 (kvasir, 100 images)", "Findings",
+                     "Intended use", "Validated performance", performance, "Findings",
                      "The model marked 3 possible lessions".replace("lessions", "lesions"),
                      "on slice 5; marks on slices 5-6, 10", "Key images (volume: slice 5 of 12 shown)",
                      "Original - slice 5 of 12", "Mask overlay - slice 5 of 12", "Reviewed by",
