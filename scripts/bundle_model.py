@@ -519,6 +519,19 @@ def command_out(command: str | None) -> Path | None:
     return Path(words[words.index("--out") + 1]) if "--out" in words[:-1] else None
 
 
+def denoiser_inference(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A denoiser card's ``inference`` block: the noise kept and the self-ensemble its held-out row used."""
+    block: dict[str, Any] = {
+        "keep_noise": metrics["keep_noise"],
+        "keep_noise_note": "medattn denoise returns denoised + keep_noise x (input - denoised): for a scan at dose "
+                           "fraction d the least-squares estimate of the normal-dose image is keep_noise = d (0.25: "
+                           "quarter dose), with its noise texture; the held-out metrics were measured so"}
+    if metrics["tta"]:
+        block.update(tta=True, tta_note="8-fold self-ensemble (rotations and mirror images, outputs averaged); the "
+                                        "held-out metrics were measured so; medattn denoise --no-tta is 8x faster")
+    return block
+
+
 def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any]) -> dict[str, Any]:
     """Card fields of a `medattn train` denoiser run (``data.kind: ldct``) with its held-out LDCT evaluation."""
     from medattn.denoise.data import ldct_options
@@ -582,16 +595,7 @@ def denoiser_card(run: Path, args: argparse.Namespace, run_card: dict[str, Any])
                                "(simulating the low-dose slices)"} if queue else {}),
         "hardware": f"{HARDWARE} ({platform.processor() or platform.machine()}, shared with other jobs)",
         "metrics": metrics,
-        **({"inference": {"keep_noise": metrics["keep_noise"],
-                          "keep_noise_note": "medattn denoise returns denoised + keep_noise x (input - denoised): for "
-                                             "a scan at dose fraction d the least-squares estimate of the normal-dose "
-                                             "image is keep_noise = d (0.25: quarter dose), with its noise texture; "
-                                             "the held-out metrics were measured so",
-                          **({"tta": True, "tta_note": "8-fold self-ensemble (rotations and mirror images, outputs "
-                                                       "averaged); the held-out metrics were measured so; "
-                                                       "medattn denoise --no-tta is 8x faster"}
-                             if metrics["tta"] else {})}}
-           if metrics["keep_noise"] or metrics["tta"] else {}),
+        **({"inference": denoiser_inference(metrics)} if metrics["keep_noise"] or metrics["tta"] else {}),
         "command": command,
         "bundled_with": f"python scripts/bundle_model.py {run} {args.name} --checkpoint {args.checkpoint} "
                         f"--results {args.results}" + (f" --row {shlex.quote(args.row)}" if args.row else ""),

@@ -130,11 +130,11 @@ def card_grid(card: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def card_tta(card: dict[str, Any]) -> bool:
-    """Whether a card's denoiser runs as an 8-fold self-ensemble by default (``inference.tta``)."""
-    value = (card.get("inference") or {}).get("tta", False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"the card's inference.tta must be true or false, got {value!r}")
-    return value
+    """Whether a card's denoiser runs as an 8-fold self-ensemble by default (``inference.tta``, validated
+    as every card's inference block is: :func:`medattn.inference.loading.card_inference`)."""
+    from medattn.inference.loading import card_inference
+
+    return card_inference(card)["tta"]
 
 
 def card_keep_noise(card: dict[str, Any]) -> float:

@@ -404,6 +404,9 @@ class Trainer:
         result = TrainResult(run_dir=self.run_dir, history=history, monitor=monitor, best=best, best_epoch=best_epoch,
                              epochs_done=start)
 
+        # the size the items come at when the data set fixes it (LDCT patches: their pixel size is the
+        # simulated grid), else data.input_size: the cards record it, progressive stages and
+        # multi-scale factors apply to it
         input_size = tuple(bundle.input_size or cfg.data.input_size)
         extra = {"params": n_params, **bundle.card}
         modality = data_modality(cfg)
@@ -437,9 +440,6 @@ class Trainer:
         ran = 0
         # a multi-class label map is resized nearest; masks and images (denoising targets) bilinearly
         soft_target = not (self.task == "segmentation" and cfg.model.num_classes > 1)
-        # the size the items come at when the data set fixes it (LDCT patches: their pixel size is the
-        # simulated grid), else data.input_size: progressive stages and multi-scale factors apply to it
-        final_size = tuple(bundle.input_size or cfg.data.input_size)
         # validation and checkpoints use the weight average when there is one
         evaluated = ema.module if ema is not None else model
         with bar:
@@ -448,7 +448,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 self._seed_epoch(epoch, bundle.train, train_loader.sampler)
                 model.train()
-                size = stage_size(tc.progressive, epoch, final_size)
+                size = stage_size(tc.progressive, epoch, input_size)
                 # summed on the device and read back every log_interval steps: no host sync per step
                 loss_sum = torch.zeros(2, dtype=torch.float64, device=dist.device)
                 checked = 0
