@@ -5,6 +5,8 @@
 #   RECIPE_EPOCHS=20 RECIPE_ARMS="base full" scripts/run_experiments.sh polyp-recipe
 #   RECIPE_SIZE=160 RECIPE_EPOCHS=8 RECIPE_PROGRESSIVE="[{epochs: 2, size: 96}, {epochs: 2, size: 128}]" ...
 #       (the CPU budget of docs/results.md)
+#   RECIPE_RUN=recipe-pranet-e36 ...: the PraNet-protocol run's name (default recipe-pranet-full), for a
+#   second budget beside the first
 #   RECIPE_PRANET=0 ...: only the cross-dataset ablation (benchmarks/results/polyp_recipe_ablation.{json,md},
 #   written by benchmarks/recipe_results.py), not the full recipe on the PraNet protocol
 #
@@ -70,9 +72,9 @@ log "table: $RESULTS/polyp_recipe_ablation.{json,md}"
 $NICE $PY benchmarks/recipe_results.py --runs runs --out "$RESULTS" >> runs/recipe-results.log 2>&1 \
     || log "FAILED recipe table, see runs/recipe-results.log"
 [ "${RECIPE_PRANET:-1}" = 1 ] || { log "polyp-recipe finished (RECIPE_PRANET=0: no PraNet-protocol run)"; exit 0; }
-train recipe-pranet-full configs/polyp_recipe.yaml "${RECIPE[@]}"
-step recipe-pranet-eval $PY benchmarks/polyp_results.py "BSANet recipe=runs/recipe-pranet-full" \
-    --out benchmarks/results/polyp_recipe
-step recipe-pranet-small $PY benchmarks/small_lesions.py --model runs/recipe-pranet-full --sizes "$RECIPE_SIZE" \
+RUN=${RECIPE_RUN:-recipe-pranet-full}
+train "$RUN" configs/polyp_recipe.yaml "${RECIPE[@]}"
+step "$RUN-eval" $PY benchmarks/polyp_results.py "BSANet recipe=runs/$RUN" --out benchmarks/results/polyp_recipe
+step "$RUN-small" $PY benchmarks/small_lesions.py --model "runs/$RUN" --sizes "$RECIPE_SIZE" \
     --out benchmarks/results/small_lesions_recipe
 log "polyp-recipe finished"
