@@ -20,7 +20,12 @@ from medattn.app.reports import DISCLAIMER, build_report, findings_summary, vali
 def pdf_pages(data: bytes) -> list[str]:
     """The text of each page of an fpdf2 PDF (core fonts: ``(text) Tj`` in zlib content streams)."""
     pages = []
-    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+    # each stream read by its /Length: compressed bytes may end in b"\r" or hold b"endstream"
+    for m in re.finditer(rb"<<([^<>]*)>>\s*stream\r?\n", data):
+        length = re.search(rb"/Length (\d+)", m.group(1))
+        if length is None:
+            continue
+        raw = data[m.end():m.end() + int(length.group(1))]
         try:
             content = zlib.decompress(raw)
         except zlib.error:
