@@ -56,13 +56,13 @@ def test_run_experiments_names_the_three_tables() -> None:
 
     out = subprocess.run(["bash", str(REPO / "scripts" / "run_experiments.sh"), "list"], capture_output=True,
                          text=True, timeout=30, check=True).stdout.split()
-    assert {"efen-table1", "bsanet-table1", "cawe-froc"} <= set(out) and "_common" not in out
+    assert {"efen-table1", "bsanet-table1", "cawe-froc", "skin-recipe"} <= set(out) and "_common" not in out
     bad = subprocess.run(["bash", str(REPO / "scripts" / "run_experiments.sh"), "no-such-table"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "no table 'no-such-table'" in bad.stderr
 
 
-@pytest.mark.parametrize("table", ["efen-table1", "bsanet-table1", "cawe-froc"])
+@pytest.mark.parametrize("table", ["efen-table1", "bsanet-table1", "cawe-froc", "skin-recipe"])
 def test_table_scripts_parse_and_name_their_configs(table: str) -> None:
     import re
     import subprocess

@@ -44,3 +44,10 @@ train() {
         step "$name" $MEDATTN train "$config" --out "runs/$name" --no-progress "$@"
     fi
 }
+# arm_sets "KEY=VALUE;KEY=VALUE...": an ablation arm's config overrides as --set arguments, in SETS
+arm_sets() {
+    local item items
+    SETS=()
+    IFS=';' read -ra items <<< "$1"
+    for item in "${items[@]}"; do SETS+=(--set "$item"); done
+}

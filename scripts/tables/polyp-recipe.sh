@@ -43,14 +43,6 @@ declare -A ARM=(
 )
 RECIPE_ARMS=${RECIPE_ARMS:-"base full no-multiscale no-geometric no-photometric no-progressive no-ema"}
 
-# arm_sets ARM: the arm's overrides as --set arguments (';'-separated in ARM)
-arm_sets() {
-    local item
-    SETS=()
-    IFS=';' read -ra items <<< "${ARM[$1]}"
-    for item in "${items[@]}"; do SETS+=(--set "$item"); done
-}
-
 # evaluate NAME RUN DATA [--tta]: toolbox metrics of RUN on every image of DATA -> runs/NAME.json
 evaluate() {
     local name=$1 run=$2 data=$3; shift 3
@@ -60,7 +52,7 @@ evaluate() {
 }
 
 for arm in $RECIPE_ARMS; do
-    arm_sets "$arm"
+    arm_sets "${ARM[$arm]}"
     train "recipe-k2c-$arm" configs/polyp_recipe_kvasir.yaml "${RECIPE[@]}" "${SETS[@]}"
     evaluate "recipe-k2c-$arm-eval" "runs/recipe-k2c-$arm" ../shared/data/cvc-clinicdb
     train "recipe-c2k-$arm" configs/polyp_recipe_clinicdb.yaml "${RECIPE[@]}" "${SETS[@]}"

@@ -202,6 +202,23 @@ def test_zoo_encoder_with_imagenet_weights(shared_data):
     assert torch.equal(net.encoder.state_dict()["features.18.0.weight"], sd["features.18.0.weight"])
 
 
+def test_zoo_encoder_options_normalise_the_input_for_imagenet_weights():
+    """``encoder_options={"normalize": "imagenet"}`` standardises inside the encoder, not the keys."""
+    torch.manual_seed(0)
+    plain = create("hlfnet", encoder="mobilenet_v2").eval()
+    normed = create("hlfnet", encoder="mobilenet_v2", encoder_options={"normalize": "imagenet"}).eval()
+    assert normed.state_dict().keys() == plain.state_dict().keys()
+    normed.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(normed(x), plain((x - mean) / std))
+        assert not torch.allclose(normed(x), plain(x))
+    with pytest.raises(ConfigError, match="encoder_options"):
+        create("hlfnet", encoder_options={"normalize": "imagenet"})
+
+
 def test_lfe_switch_needs_the_lfe_encoder():
     with pytest.raises(ConfigError, match="use_lfe"):
         create("hlfnet_no_lfe", encoder="mobilenet_v2")

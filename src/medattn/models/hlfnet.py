@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -254,6 +255,8 @@ class HLFNet(SegmentationModel):
         encoder: ``"lfe"`` (the paper's) or the name of any zoo encoder (``resnet34``,
             ``mobilenet_v2``, ...) to put the HFE decoder on it; the decoder then takes
             the encoder's widths and the logits are up-sampled from its finest stride.
+        encoder_options: extra options of a zoo encoder's builder, e.g.
+            ``{"normalize": "imagenet"}`` to standardise the input as its ImageNet weights expect.
         pretrained_encoder: local state-dict file for :attr:`encoder` (MAE-pretrained
             LFE weights, or ImageNet weights of a zoo encoder).
         block: ``"plain"`` (two conv modules per stage) or ``"residual"``
@@ -264,8 +267,12 @@ class HLFNet(SegmentationModel):
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_width: int = 16,
                  use_hfe: bool = True, use_lfe: bool = True, hfe_reduction: int = 1, groups: int = 8,
                  deep_supervision: bool = False, encoder: str = "lfe",
+                 encoder_options: dict[str, Any] | None = None,
                  pretrained_encoder: str | os.PathLike[str] | None = None, block: str = "plain") -> None:
         if encoder == "lfe":
+            if encoder_options:
+                raise ConfigError(f"encoder_options {sorted(encoder_options)}: only a zoo encoder takes them, "
+                                  "not the LFE encoder")
             enc: Encoder = HLFEncoder(in_channels, [base_width * 2 ** i for i in range(5)],
                                       use_lfe=use_lfe, groups=groups, block=block)
             if pretrained_encoder:
@@ -275,7 +282,8 @@ class HLFNet(SegmentationModel):
                 raise ConfigError("use_lfe=False switches off the LFE encoder's semantic branch; "
                                   f"it has no meaning with encoder={encoder!r}")
             enc = create_encoder(encoder, in_channels=in_channels,
-                                 pretrained=os.fspath(pretrained_encoder) if pretrained_encoder else None)
+                                 pretrained=os.fspath(pretrained_encoder) if pretrained_encoder else None,
+                                 **(encoder_options or {}))
         super().__init__(in_channels, num_classes, stride=enc.stride, deep_supervision=deep_supervision)
         self.use_hfe, self.use_lfe = use_hfe, use_lfe
         self.encoder = enc
