@@ -33,12 +33,12 @@ declare -A ARM=(
     [full]=""
     [mnv2]="model.options={encoder: mobilenet_v2, pretrained_encoder: $MNV2, encoder_options: {normalize: imagenet}}"
 )
-labels=()
 for arm in $SKIN_ARMS; do
     [ -n "${ARM[$arm]+x}" ] || { log "unknown arm $arm (base, full, mnv2)"; exit 2; }
     arm_sets "${ARM[$arm]}"
     train "$SKIN_PREFIX$arm" configs/skin_recipe.yaml "${BUDGET[@]}" "${SETS[@]}"
 done
+labels=()
 for arm in base full mnv2; do  # the table holds every finished arm, whichever SKIN_ARMS trained
     [ -e "runs/$SKIN_PREFIX$arm.done" ] && labels+=("$arm=runs/$SKIN_PREFIX$arm")
 done
