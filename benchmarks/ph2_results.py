@@ -29,6 +29,7 @@ arm's parameter count is listed beside the paper's (``model_info(name).paper_par
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import json
 import os
@@ -113,6 +114,26 @@ def cached(run: Path, checkpoint: str, force: bool, part: str = "val") -> dict[s
     return result
 
 
+def prior_records(paths: list[Path], label: str, pattern: str, local: list[Path]) -> list[dict[str, Any]]:
+    """Per-run records of arm ``label`` kept in earlier results files (``--prior``) whose run folder matches
+    ``pattern`` but is not among the finished ``local`` runs (trained on another machine, or cleaned away):
+    a table of several seeds can then grow one seed at a time. Each record says where it was scored."""
+    have = {str(r) for r in local}
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {path}: cannot read an earlier results file ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("folds"), dict):
+            raise SystemExit(f"error: {path}: not a results file of this script (no 'folds' table)")
+        for rec in data["folds"].get(label, []):
+            run = rec.get("run", "")
+            if run and run not in have and fnmatch.fnmatchcase(run, pattern):
+                out[run] = {**rec, "scored_in": str(path)}
+    return list(out.values())
+
+
 def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"folds": sorted(f["fold"] for f in folds)}
     for k in COLUMNS:
@@ -179,7 +200,7 @@ def write_overlays(path: Path, arms: dict[str, list[dict[str, Any]]], rows: int,
 
     from medattn.inference.render import overlay
 
-    runs = {label: next((f for f in folds if f["fold"] == 0), None) for label, folds in arms.items()}
+    runs = {label: next((f for f in folds if f["fold"] == 0 and "images" in f), None) for label, folds in arms.items()}
     runs = {k: v for k, v in runs.items() if v is not None}
     if not runs:
         return
@@ -217,14 +238,19 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="recompute cached per-run scores")
     ap.add_argument("--part", default="val", help="split part scored: val (k-fold) or test (ISIC 2017 split)")
     ap.add_argument("--name", default="ph2_results", help="output file names: <out>/<name>.{json,md}")
+    ap.add_argument("--prior", action="append", type=Path, default=[],
+                    help="an earlier results JSON of this script: its runs that are not on this disk are kept "
+                         "(repeatable)")
     args = ap.parse_args()
     per_arm: dict[str, list[dict[str, Any]]] = {}
     for spec in args.arm or DEFAULT_ARMS:
         label, _, pattern = spec.rpartition("=")
         runs = [Path(p) for p in sorted(glob.glob(pattern))
                 if Path(p).is_dir() and (Path(p) / f"{args.checkpoint}.safetensors").is_file() and finished(Path(p))]
-        if runs:
-            per_arm[label or pattern] = [cached(r, args.checkpoint, args.force, args.part) for r in runs]
+        records = [cached(r, args.checkpoint, args.force, args.part) for r in runs]
+        records += prior_records(args.prior, label or pattern, pattern, runs)
+        if records:
+            per_arm[label or pattern] = sorted(records, key=lambda f: (f["fold"], f["run"]))
     if not per_arm:
         raise SystemExit("error: no finished fold runs found for any arm")
     arms = {label: summarize(folds) for label, folds in per_arm.items()}
@@ -244,6 +270,10 @@ def main() -> None:
     atomic_write_text(args.out / f"{args.name}.json",
                       json.dumps({"meta": meta, "arms": arms, "paired": paired, "folds": slim}, indent=1) + "\n")
     md = markdown(arms, paired, args.checkpoint, args.part)
+    earlier = sorted({f["run"] for folds in per_arm.values() for f in folds if "scored_in" in f})
+    if earlier:
+        md += (f"- Scored earlier and kept from {', '.join(sorted({str(p) for p in args.prior}))} "
+               f"(run folders not on this disk): {', '.join(earlier)}\n")
     atomic_write_text(args.out / f"{args.name}.md", md)
     print(md)
     if args.overlays:

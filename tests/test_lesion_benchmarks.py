@@ -91,3 +91,26 @@ def test_unfinished_runs_are_left_out_of_the_table(tmp_path):
     assert results.finished(run("done", 3, 3))
     assert not results.finished(run("training", 3, 1))
     assert results.finished(tmp_path)  # no config / last.json: not a training folder, scored as it is
+
+
+def test_prior_results_keep_runs_that_are_no_longer_on_disk(tmp_path):
+    """--prior: a seed scored on another machine stays in the table; a run on disk is scored afresh,
+    another arm's or another budget's runs are not taken, a file of another kind is refused by name."""
+    results = _load("ph2_results")
+
+    def rec(run: str, fold: int, dice: float) -> dict:
+        return {"run": run, "fold": fold, "mean": {k: dice for k in results.COLUMNS}}
+
+    prior = tmp_path / "table.json"
+    prior.write_text(json.dumps({"folds": {
+        "Unet-28": [rec("runs/e10-isic-unet28-s0", 0, 0.85), rec("runs/e10-isic-unet28-s1", 1, 0.10),
+                    rec("runs/p256-isic-unet28-s0", 0, 0.83)],
+        "HLF-Net": [rec("runs/e10-isic-hlfnet-s0", 0, 0.84)]}}))
+    kept = results.prior_records([prior], "Unet-28", "runs/e10-isic-unet28-s*", [Path("runs/e10-isic-unet28-s1")])
+    assert [r["run"] for r in kept] == ["runs/e10-isic-unet28-s0"]
+    assert kept[0]["mean"]["dice"] == 0.85 and kept[0]["scored_in"] == str(prior)
+    assert results.prior_records([prior], "Res-Unet-28", "runs/e10-isic-res_unet28-s*", []) == []
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(SystemExit, match=r"other\.json"):
+        results.prior_records([bad], "Unet-28", "runs/*", [])

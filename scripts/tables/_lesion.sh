@@ -59,7 +59,9 @@ row() {
 wanted() { [ -z "${LESION_ROWS:-}" ] || [[ " $LESION_ROWS " == *" $1 "* ]]; }
 
 # results TABLE "LABEL=NAME" ...: the two results files <RESULTS>/TABLE_{isic2017,ph2}.{json,md}
-# (benchmarks/ph2_results.py; cached per run, recomputed when a run's weights are newer)
+# (benchmarks/ph2_results.py; cached per run, recomputed when a run's weights are newer). The runs an
+# earlier results file holds and this disk does not (another machine's seeds) are kept (--prior), so
+# ISIC_SEEDS="1" adds a seed to a table whose seed 0 was trained elsewhere.
 results() {
     local table=$1; shift
     local isic=() ph2=() spec
@@ -68,6 +70,8 @@ results() {
         isic+=(--arm "${spec%%=*}=runs/${RUNS}isic-${spec#*=}-s*")
         ph2+=(--arm "${spec%%=*}=runs/${RUNS}ph2-${spec#*=}-f*")
     done
+    [ -f "$RESULTS/${table}_isic2017.json" ] && isic+=(--prior "$RESULTS/${table}_isic2017.json")
+    [ -f "$RESULTS/${table}_ph2.json" ] && ph2+=(--prior "$RESULTS/${table}_ph2.json")
     log "results $table -> $RESULTS/${table}_{$LESION_DATA}.md"
     [ -n "$ISIC_SEEDS" ] && { $NICE $PY benchmarks/ph2_results.py --part test --checkpoint best \
         --name "${table}_isic2017" --out "$RESULTS" "${isic[@]}" >> "runs/${RUNS}$table-results.log" 2>&1 \
