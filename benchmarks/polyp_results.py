@@ -118,6 +118,24 @@ def cached_or_evaluate(run: str, data: Path, split: Path | None, workers: int | 
     return result
 
 
+def prior_rows(paths: list[Path], labels: set[str]) -> list[dict[str, Any]]:
+    """Rows of earlier results files (``--prior``) to keep: those of a label not evaluated now whose run folder
+    is not on this disk (trained on another machine, or cleaned away), each saying where it was scored; a
+    later file's row of a label replaces an earlier one's."""
+    kept: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: {path}: cannot read an earlier results file ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            raise SystemExit(f"error: {path}: not a results file of this script (no 'results' list)")
+        for row in data["results"]:
+            if row.get("label") not in labels and not Path(row.get("run", "")).is_dir():
+                kept[row["label"]] = {**row, "scored_in": str(path)}
+    return list(kept.values())
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """One table per test part: the papers' columns, then maxDice and Dice at 0.5, then the budget."""
     lines: list[str] = []
@@ -198,6 +216,9 @@ def main() -> None:
     ap.add_argument("--per-part", type=int, default=3, help="overlay rows per test set")
     ap.add_argument("--workers", type=int, default=None, help="metric worker processes")
     ap.add_argument("--force", action="store_true", help="recompute even when RUN/polyp_eval.json is fresh")
+    ap.add_argument("--prior", action="append", type=Path, default=[],
+                    help="an earlier polyp_results.json: its rows of other labels whose run is not on this disk are "
+                         "kept (repeatable)")
     args = ap.parse_args()
     results = []
     for spec in args.runs:
@@ -207,13 +228,18 @@ def main() -> None:
         results.append(r)
         for part, m in r["parts"].items():
             print(f"{r['label']} {part}: " + ", ".join(f"{k} {m[k]:.3f}" for k in (*PAPER_COLUMNS, "maxDice")))
+    earlier = prior_rows(args.prior, {r["label"] for r in results})
     meta = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "data": str(args.data),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    slim = [{k: v for k, v in r.items() if k != "images"} for r in results]
+    slim = [{k: v for k, v in r.items() if k != "images"} for r in results] + earlier
     atomic_write_text(args.out / "polyp_results.json", json.dumps({"meta": meta, "results": slim}, indent=1) + "\n")
-    atomic_write_text(args.out / "polyp_results.md", markdown(results))
-    print(markdown(results))
-    if args.overlays:
+    md = markdown(slim)
+    if earlier:
+        md += ("\nScored earlier, kept from " + ", ".join(sorted({r["scored_in"] for r in earlier}))
+               + " (run folders not on this disk): " + ", ".join(f"{r['label']} ({r['run']})" for r in earlier) + "\n")
+    atomic_write_text(args.out / "polyp_results.md", md)
+    print(md)
+    if args.overlays:  # drawn from the runs on this disk
         write_overlays(args.overlays, results, args.data, args.per_part)
         print(f"overlays: {args.overlays}")
 

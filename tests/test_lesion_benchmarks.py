@@ -114,3 +114,27 @@ def test_prior_results_keep_runs_that_are_no_longer_on_disk(tmp_path):
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(SystemExit, match=r"other\.json"):
         results.prior_records([bad], "Unet-28", "runs/*", [])
+
+
+def test_polyp_results_prior_keeps_other_arms_scored_elsewhere(tmp_path):
+    """polyp_results --prior: an arm scored on another machine stays in the table unless it is evaluated
+    now or its run folder is on this disk; a later file's row replaces an earlier one's."""
+    results = _load("polyp_results")
+    here = tmp_path / "runs" / "skin-recipe-full"
+    here.mkdir(parents=True)
+
+    def table(path: Path, rows: list[tuple[str, str, float]]) -> Path:
+        path.write_text(json.dumps({"results": [
+            {"label": label, "run": run, "parts": {"test_ph2": {"count": 100, "meanDice": dice}}}
+            for label, run, dice in rows]}))
+        return path
+
+    old = table(tmp_path / "old.json", [("mnv2", "runs/gone-mnv2", 0.90), ("base", "runs/gone-base", 0.89),
+                                        ("full", str(here), 0.88)])
+    new = table(tmp_path / "new.json", [("mnv2", "runs/gone-mnv2", 0.915)])
+    kept = results.prior_rows([old, new], {"base"})
+    assert [(r["label"], r["parts"]["test_ph2"]["meanDice"], r["scored_in"]) for r in kept] == [
+        ("mnv2", 0.915, str(new))]
+    old.write_text("{}")
+    with pytest.raises(SystemExit, match=r"old\.json"):
+        results.prior_rows([old], set())

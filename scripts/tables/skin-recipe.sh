@@ -10,7 +10,8 @@
 #   SKIN_ARMS="full mnv2" SKIN_EPOCHS=10 SKIN_SIZE='[128,160]' scripts/run_experiments.sh skin-recipe
 #   SMOKE=1 OMP_NUM_THREADS=1 scripts/run_experiments.sh skin-recipe     (1 epoch, 64 x 64, 12 images: a check)
 # Results: benchmarks/results/skin_recipe/polyp_results.{json,md} (benchmarks/polyp_results.py: the
-# toolbox metrics per test part, each run at its own inference settings).
+# toolbox metrics per test part, each run at its own inference settings; arms the earlier table scored whose
+# runs are not on this disk are kept, so SKIN_ARMS=base adds the base arm on a fresh machine).
 # shellcheck source=scripts/tables/_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 
@@ -43,8 +44,11 @@ for arm in base full mnv2; do  # the table holds every finished arm, whichever S
     [ -e "runs/$SKIN_PREFIX$arm.done" ] && labels+=("$arm=runs/$SKIN_PREFIX$arm")
 done
 [ ${#labels[@]} -gt 0 ] || exit 0
+EXTRA=()  # arms the table scored on another machine stay in it; the overlays need every arm's weights here
+[ -f "$RESULTS/skin_recipe/polyp_results.json" ] && EXTRA+=(--prior "$RESULTS/skin_recipe/polyp_results.json")
+[ ${#labels[@]} -eq 3 ] && EXTRA+=(--overlays "$OVERLAYS")
 log "table: $RESULTS/skin_recipe/polyp_results.{json,md}"
 $NICE $PY benchmarks/polyp_results.py "${labels[@]}" --out "$RESULTS/skin_recipe" \
-    --overlays "$OVERLAYS" >> "runs/${SKIN_PREFIX}results.log" 2>&1 \
+    "${EXTRA[@]}" >> "runs/${SKIN_PREFIX}results.log" 2>&1 \
     || log "FAILED skin-recipe table, see runs/${SKIN_PREFIX}results.log"
 log "skin-recipe finished"
