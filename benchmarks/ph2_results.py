@@ -33,6 +33,7 @@ import fnmatch
 import glob
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ from medattn.io import read_mask, read_rgb
 from medattn.metrics import segmentation_scores
 from medattn.utils.figures import save_figure_png
 from medattn.utils.fileio import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
+from polyp_results import read_results
 
 COLUMNS = ("dice", "iou", "accuracy", "recall", "specificity")
 HEADERS = {"dice": "Dice", "iou": "Jaccard", "accuracy": "Accuracy", "recall": "Sensitivity",
@@ -121,13 +125,7 @@ def prior_records(paths: list[Path], label: str, pattern: str, local: list[Path]
     have = {str(r) for r in local}
     out: dict[str, dict[str, Any]] = {}
     for path in paths:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"error: {path}: cannot read an earlier results file ({exc})") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("folds"), dict):
-            raise SystemExit(f"error: {path}: not a results file of this script (no 'folds' table)")
-        for rec in data["folds"].get(label, []):
+        for rec in read_results(path, "folds", dict).get(label, []):
             run = rec.get("run", "")
             if run and run not in have and fnmatch.fnmatchcase(run, pattern):
                 out[run] = {**rec, "scored_in": str(path)}

@@ -118,19 +118,25 @@ def cached_or_evaluate(run: str, data: Path, split: Path | None, workers: int | 
     return result
 
 
+def read_results(path: Path, key: str, kind: type) -> Any:
+    """The ``key`` entry (a ``kind``) of an earlier results JSON of a benchmark script (``--prior``), or an
+    error naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {path}: cannot read an earlier results file ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        raise SystemExit(f"error: {path}: not a results file of this script (no '{key}' {kind.__name__})")
+    return data[key]
+
+
 def prior_rows(paths: list[Path], labels: set[str]) -> list[dict[str, Any]]:
     """Rows of earlier results files (``--prior``) to keep: those of a label not evaluated now whose run folder
     is not on this disk (trained on another machine, or cleaned away), each saying where it was scored; a
     later file's row of a label replaces an earlier one's."""
     kept: dict[str, dict[str, Any]] = {}
     for path in paths:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"error: {path}: cannot read an earlier results file ({exc})") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-            raise SystemExit(f"error: {path}: not a results file of this script (no 'results' list)")
-        for row in data["results"]:
+        for row in read_results(path, "results", list):
             if row.get("label") not in labels and not Path(row.get("run", "")).is_dir():
                 kept[row["label"]] = {**row, "scored_in": str(path)}
     return list(kept.values())
