@@ -46,7 +46,7 @@ done
 [ ${#labels[@]} -gt 0 ] || exit 0
 EXTRA=()  # arms the table scored on another machine stay in it; the overlays need every arm's weights here
 [ -f "$RESULTS/skin_recipe/polyp_results.json" ] && EXTRA+=(--prior "$RESULTS/skin_recipe/polyp_results.json")
-[ ${#labels[@]} -eq 3 ] && EXTRA+=(--overlays "$OVERLAYS")
+[ ${#labels[@]} -eq ${#ARM[@]} ] && EXTRA+=(--overlays "$OVERLAYS")
 log "table: $RESULTS/skin_recipe/polyp_results.{json,md}"
 $NICE $PY benchmarks/polyp_results.py "${labels[@]}" --out "$RESULTS/skin_recipe" \
     "${EXTRA[@]}" >> "runs/${SKIN_PREFIX}results.log" 2>&1 \
